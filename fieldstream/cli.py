@@ -1,0 +1,39 @@
+"""The `fieldstream` command: the Faust app's own command line plus ours.
+
+`fieldstream worker` is Faust's worker (with --web-port, -l, ...); the other
+commands are click groups added to the same command line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fieldstream.errors import ConfigError
+
+
+def _our_commands() -> list[click.Command]:
+    from fieldstream.commands.schemas import schemas
+    from fieldstream.commands.stack import stack
+
+    return [schemas, stack]
+
+
+def main() -> None:
+    from faust.cli.faust import cli
+
+    for command in _our_commands():
+        cli.add_command(command)
+    try:
+        from fieldstream.streams.app import build_app
+
+        app = build_app()
+    except ConfigError as e:
+        click.echo(f"fieldstream: {e}", err=True)
+        sys.exit(2)
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

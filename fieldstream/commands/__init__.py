@@ -1,0 +1,1 @@
+"""fieldstream's own commands, added to the Faust app's command line."""

@@ -1,0 +1,19 @@
+"""The Parquet data lake: where, and when a file is rolled."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fieldstream.config.base import Section, section
+
+
+class ParquetSettings(Section):
+    model_config = section("PARQUET")
+
+    path: str = Field(".stack/lake/readings", description="Local path or any pyarrow filesystem URI")
+    roll_rows: int = Field(200_000, ge=1, description="Rows per file, at most")
+    roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Estimated in-memory bytes per file, at most")
+    roll_age_s: float = Field(30.0, gt=0, description="Oldest buffered row, at most, before a file is written")
+    row_group_rows: int = Field(100_000, ge=1000)
+    compression: str = Field("zstd", pattern=r"^(zstd|snappy|gzip|lz4|none)$")
+    fsync: bool = Field(True, description="fsync local files before counting them durable")

@@ -1,0 +1,71 @@
+"""The aggregate of every settings section, loaded once in the entry point."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pydantic
+from pydantic import BaseModel, Field
+
+from fieldstream.config.base import BaseSettings
+from fieldstream.config.kafka import KafkaSettings
+from fieldstream.config.postgres import PostgresSettings
+from fieldstream.config.registry import RegistrySettings
+from fieldstream.config.stack import StackSettings
+from fieldstream.config.topics import TopicSettings
+from fieldstream.config.validation import ValidationSettings
+from fieldstream.config.parquet import ParquetSettings
+from fieldstream.config.worker import WorkerSettings
+from fieldstream.errors import ConfigError
+
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "kafka": KafkaSettings,
+    "registry": RegistrySettings,
+    "pg": PostgresSettings,
+    "topics": TopicSettings,
+    "worker": WorkerSettings,
+    "stack": StackSettings,
+    "validation": ValidationSettings,
+    "parquet": ParquetSettings,
+}
+
+
+class Settings(BaseModel):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    parquet: ParquetSettings = Field(default_factory=ParquetSettings)
+
+
+def env_name(section_cls: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets `field` of `section_cls`."""
+    return f"{section_cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def all_env_names() -> set[str]:
+    """Every FIELDSTREAM_* variable the settings read."""
+    return {env_name(cls, name) for cls in SECTIONS.values() for name in cls.model_fields}
+
+
+def _load() -> Settings:
+    values = {}
+    for key, cls in SECTIONS.items():
+        try:
+            values[key] = cls()
+        except pydantic.ValidationError as e:
+            problems = "; ".join(
+                f"{env_name(cls, str(err['loc'][0])) if err['loc'] else cls.__name__}: {err['msg']}"
+                for err in e.errors()
+            )
+            raise ConfigError(f"invalid setting {problems}") from e
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read every section once; an invalid value raises ConfigError naming its variable."""
+    return _load()

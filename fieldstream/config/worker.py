@@ -1,0 +1,22 @@
+"""The Faust worker: identity, web server, state store, batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from fieldstream.config.base import Section, section
+
+
+class WorkerSettings(Section):
+    model_config = section("WORKER")
+
+    app_id: str = Field("fieldstream", min_length=1, description="Faust app id = consumer group")
+    web_port: int = Field(16066, ge=1, le=65535, description="Port of /metrics, /health, /ready")
+    web_host: str = "127.0.0.1"
+    data_dir: Path = Field(Path(".stack/worker"), description="Faust table state")
+    store: str = Field("memory://", description="Faust table store URL (memory:// or rocksdb://)")
+    batch_max: int = Field(2000, ge=1, description="Readings taken from the stream per batch")
+    batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch")
+    json_logs: bool = Field(False, description="Log one JSON object per line")

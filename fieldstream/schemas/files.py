@@ -1,0 +1,55 @@
+"""The bundled .avsc files and the subjects they are registered under."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+
+READING_V1 = "reading.v1.avsc"
+READING_V2 = "reading.v2.avsc"
+#: The reader schema: every reading is resolved to the newest version.
+READING_LATEST = READING_V2
+
+
+@dataclass(frozen=True)
+class BundledSchema:
+    file: str
+    topic_setting: str  # which TopicSettings field names the topic it is published to
+
+    @property
+    def text(self) -> str:
+        return schema_text(self.file)
+
+
+#: Registered in this order by `fieldstream schemas register` (v1 before v2 so
+#: the subject's history is the devices' history).
+BUNDLED: tuple[BundledSchema, ...] = (
+    BundledSchema(READING_V1, "readings"),
+    BundledSchema(READING_V2, "readings"),
+)
+
+
+def subject_for(topic: str) -> str:
+    """Confluent's TopicNameStrategy: the value schema of `topic`."""
+    return f"{topic}-value"
+
+
+@lru_cache(maxsize=None)
+def schema_text(file: str) -> str:
+    return resources.files(__package__).joinpath(file).read_text()
+
+
+@lru_cache(maxsize=None)
+def schema_dict(file: str) -> dict[str, Any]:
+    return json.loads(schema_text(file))
+
+
+@lru_cache(maxsize=None)
+def parsed(file: str) -> Any:
+    """The fastavro-parsed schema of a bundled file."""
+    return fastavro.parse_schema(schema_dict(file))

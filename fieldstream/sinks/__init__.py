@@ -1,0 +1,1 @@
+"""Sinks: one module per destination behind one small protocol (base.Sink)."""

@@ -1,0 +1,157 @@
+"""Versioned, idempotent schema migrations of the PostgreSQL / TimescaleDB store.
+
+Each migration runs once, in a transaction, recorded in `schema_migrations`.
+TimescaleDB features are applied only when the extension is present; the same
+tables work on plain PostgreSQL with ordinary indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimescalePolicy:
+    compress_after: str = "7 days"
+    retain_for: str = "90 days"
+    chunk_interval: str = "1 day"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[asyncpg.Connection, bool, TimescalePolicy], Awaitable[None]]
+
+
+async def _core_tables(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+    # Readings: one row per reading. The primary key leads with device_id then
+    # event_time, so "device X between t1 and t2" is one index range scan; seq
+    # makes the key unique per reading, so a replayed batch is a no-op.
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS readings (
+            device_id      text             NOT NULL,
+            event_time     timestamptz      NOT NULL,
+            seq            bigint           NOT NULL,
+            device_type    text             NOT NULL,
+            metrics        jsonb            NOT NULL,
+            lat            double precision,
+            lon            double precision,
+            battery        real,
+            signal_dbm     smallint,
+            firmware       text,
+            schema_id      integer          NOT NULL,
+            schema_version integer          NOT NULL,
+            kafka_partition integer         NOT NULL,
+            kafka_offset   bigint           NOT NULL,
+            ingested_at    timestamptz      NOT NULL DEFAULT now(),
+            PRIMARY KEY (device_id, event_time, seq)
+        );
+        CREATE TABLE IF NOT EXISTS devices (
+            device_id      text PRIMARY KEY,
+            device_type    text        NOT NULL,
+            first_seen     timestamptz NOT NULL,
+            last_seen      timestamptz NOT NULL,
+            schema_version integer     NOT NULL,
+            readings       bigint      NOT NULL DEFAULT 0
+        );
+        CREATE TABLE IF NOT EXISTS alerts (
+            alert_id    text        NOT NULL,
+            state       text        NOT NULL,
+            device_id   text        NOT NULL,
+            device_type text        NOT NULL,
+            event_time  timestamptz NOT NULL,
+            detector    text        NOT NULL,
+            metric      text        NOT NULL,
+            value       double precision,
+            score       double precision,
+            threshold   double precision,
+            severity    text        NOT NULL,
+            message     text        NOT NULL,
+            PRIMARY KEY (alert_id, state)
+        );
+        CREATE INDEX IF NOT EXISTS alerts_device_time ON alerts (device_id, event_time DESC);
+        """
+    )
+    if timescale:
+        await conn.execute(
+            "SELECT create_hypertable('readings', 'event_time', chunk_time_interval => $1::interval, "
+            "if_not_exists => TRUE, migrate_data => TRUE)",
+            policy.chunk_interval,
+        )
+    else:
+        await conn.execute("CREATE INDEX IF NOT EXISTS readings_time ON readings (event_time)")
+
+
+async def _timescale_policies(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+    if not timescale:
+        return
+    await conn.execute(
+        "ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', "
+        "timescaledb.compress_orderby = 'event_time DESC, seq')"
+    )
+    await conn.execute("SELECT add_compression_policy('readings', $1::interval, if_not_exists => TRUE)",
+                       policy.compress_after)
+    await conn.execute("SELECT add_retention_policy('readings', $1::interval, if_not_exists => TRUE)",
+                       policy.retain_for)
+    await conn.execute(
+        """
+        CREATE MATERIALIZED VIEW IF NOT EXISTS readings_hourly
+        WITH (timescaledb.continuous) AS
+        SELECT device_id, time_bucket('1 hour', event_time) AS bucket, count(*) AS readings
+        FROM readings GROUP BY device_id, bucket WITH NO DATA
+        """
+    )
+    await conn.execute(
+        "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 hours', "
+        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "core tables", _core_tables),
+    Migration(2, "timescale policies", _timescale_policies),
+)
+
+
+async def timescale_available(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
+
+
+async def migrate(conn: asyncpg.Connection, policy: TimescalePolicy | None = None) -> list[int]:
+    """Apply pending migrations; returns the versions applied now. Safe to run concurrently."""
+    policy = policy or TimescalePolicy()
+    # One migrator at a time across workers.
+    await conn.execute("SELECT pg_advisory_lock(727274)")
+    try:
+        timescale = await timescale_available(conn)
+        if timescale:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        log.info("database: %s", "TimescaleDB extension present: hypertables, compression, retention, "
+                 "continuous aggregates" if timescale else "plain PostgreSQL (no timescaledb extension): "
+                 "ordinary tables and indexes")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            "timescale boolean NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for m in MIGRATIONS:
+            if m.version in done:
+                continue
+            async with conn.transaction():
+                await m.apply(conn, timescale, policy)
+                await conn.execute("INSERT INTO schema_migrations (version, name, timescale) VALUES ($1, $2, $3)",
+                                   m.version, m.name, timescale)
+            log.info("database: applied migration %d (%s)", m.version, m.name)
+            applied.append(m.version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(727274)")

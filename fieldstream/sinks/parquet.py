@@ -1,0 +1,168 @@
+"""The Parquet sink: a Hive-partitioned dataset (date=/hour=), written atomically, replay-safe.
+
+Destination and format are separate (parquet_format builds the table; this
+module decides where and when). Files are named from topic, partition and
+the first offset they hold, and the rows of one Kafka partition are split by
+event hour; a file is written under a hidden temporary name and renamed, so a
+reader never sees half a file.
+
+Replay safety: offsets are committed only behind what is durable here. When a
+worker starts on a partition at offset S (the committed offset), any file of
+that partition starting at or after S came from work that was never
+committed: it is deleted before the first new file is written, so replayed
+rows land once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from fieldstream.config.parquet import ParquetSettings
+from fieldstream.errors import SinkUnavailable
+from fieldstream.schemas.reading import Reading
+from fieldstream.sinks.parquet_format import readings_table
+
+log = logging.getLogger(__name__)
+
+ROW_BYTES_ESTIMATE = 200  # in-memory cost of one buffered reading, for the bytes roll
+
+
+@dataclass
+class _Buffer:
+    start_offset: int
+    opened_at: float
+    rows: list[Reading] = field(default_factory=list)
+
+
+def file_name(topic: str, partition: int, start_offset: int) -> str:
+    return f"{topic}-{partition:04d}-{start_offset:020d}.parquet"
+
+
+def _file_pattern(topic: str, partition: int) -> re.Pattern[str]:
+    return re.compile(rf"^\.?{re.escape(topic)}-{partition:04d}-(\d{{20}})\.parquet(\.tmp)?$")
+
+
+class ParquetSink:
+    name = "parquet"
+
+    def __init__(self, settings: ParquetSettings) -> None:
+        self.settings = settings
+        self.fs, self.root = pafs.FileSystem.from_uri(_as_uri(settings.path))
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        # (topic, partition, date, hour) → open buffer
+        self._buffers: dict[tuple[str, int, str, int], _Buffer] = {}
+        # (topic, partition) → highest offset appended (retries must not append twice)
+        self._appended: dict[tuple[str, int], int] = {}
+        self.files_written = 0
+
+    async def start(self) -> None:
+        self.fs.create_dir(self.root, recursive=True)
+
+    # -- writing ----------------------------------------------------------
+    async def write(self, batch: Sequence[Reading]) -> None:
+        for r in batch:
+            tp = (r.topic, r.partition)
+            last = self._appended.get(tp)
+            if last is None:
+                self._discard_uncommitted(r.topic, r.partition, r.offset)
+            elif r.offset <= last:
+                continue  # a retried batch: already buffered
+            self._appended[tp] = r.offset
+            t = r.event_time
+            key = (r.topic, r.partition, t.strftime("%Y-%m-%d"), t.hour)
+            buf = self._buffers.get(key)
+            if buf is None:
+                buf = self._buffers[key] = _Buffer(start_offset=r.offset, opened_at=time.monotonic())
+            buf.rows.append(r)
+        self._roll(force=False)
+
+    async def tick(self) -> None:
+        """Write the buffers that have aged out, even when no new data arrives."""
+        self._roll(force=False)
+
+    async def flush(self) -> None:
+        """Write every buffer now (shutdown, tests)."""
+        self._roll(force=True)
+
+    async def close(self) -> None:
+        await self.flush()
+
+    def pending_low_offsets(self) -> dict[tuple[str, int], int]:
+        low: dict[tuple[str, int], int] = {}
+        for (topic, partition, _, _), buf in self._buffers.items():
+            tp = (topic, partition)
+            low[tp] = min(low.get(tp, buf.start_offset), buf.start_offset)
+        return low
+
+    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
+            del self._buffers[key]
+        for tp in partitions:
+            self._appended.pop(tp, None)
+
+    def _roll(self, *, force: bool) -> None:
+        now = time.monotonic()
+        s = self.settings
+        for key, buf in list(self._buffers.items()):
+            due = (
+                force
+                or len(buf.rows) >= s.roll_rows
+                or len(buf.rows) * ROW_BYTES_ESTIMATE >= s.roll_bytes
+                or now - buf.opened_at >= s.roll_age_s
+            )
+            if due and buf.rows:
+                self._write_file(key, buf)
+                del self._buffers[key]
+
+    def _write_file(self, key: tuple[str, int, str, int], buf: _Buffer) -> None:
+        topic, partition, day, hour = key
+        directory = f"{self.root}/date={day}/hour={hour:02d}"
+        name = file_name(topic, partition, buf.start_offset)
+        final, tmp = f"{directory}/{name}", f"{directory}/.{name}.tmp"
+        try:
+            self.fs.create_dir(directory, recursive=True)
+            table = readings_table(buf.rows)
+            pq.write_table(table, tmp, filesystem=self.fs, compression=self.settings.compression,
+                           row_group_size=self.settings.row_group_rows)
+            if self.local and self.settings.fsync:
+                _fsync(tmp)
+            self.fs.move(tmp, final)
+            if self.local and self.settings.fsync:
+                _fsync(directory)
+        except OSError as e:
+            raise SinkUnavailable(f"Parquet: cannot write {final}: {e}") from e
+        self.files_written += 1
+
+    def _discard_uncommitted(self, topic: str, partition: int, start: int) -> None:
+        """Delete files of this partition at or after `start`: they were never committed."""
+        pattern = _file_pattern(topic, partition)
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        except OSError as e:
+            raise SinkUnavailable(f"Parquet: cannot list {self.root}: {e}") from e
+        for info in infos:
+            m = pattern.match(info.base_name)
+            if m and (int(m.group(1)) >= start or m.group(2)):
+                log.info("parquet: removing %s (uncommitted, from before offset %d of %s[%d])",
+                         info.path, start, topic, partition)
+                self.fs.delete_file(info.path)
+
+
+def _as_uri(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

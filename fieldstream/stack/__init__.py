@@ -1,0 +1,1 @@
+"""The local stack: real Kafka, schema registry and PostgreSQL servers, no Docker."""
