@@ -14,10 +14,12 @@ from fieldstream.errors import ConfigError
 
 
 def _our_commands() -> list[click.Command]:
+    from fieldstream.commands.db import db
     from fieldstream.commands.schemas import schemas
     from fieldstream.commands.stack import stack
+    from fieldstream.commands.topics import topics
 
-    return [schemas, stack]
+    return [db, schemas, stack, topics]
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ import fastavro
 
 READING_V1 = "reading.v1.avsc"
 READING_V2 = "reading.v2.avsc"
+ALERT_V1 = "alert.v1.avsc"
+WINDOW_V1 = "window.v1.avsc"
 #: The reader schema: every reading is resolved to the newest version.
 READING_LATEST = READING_V2
 
@@ -31,6 +33,8 @@ class BundledSchema:
 BUNDLED: tuple[BundledSchema, ...] = (
     BundledSchema(READING_V1, "readings"),
     BundledSchema(READING_V2, "readings"),
+    BundledSchema(WINDOW_V1, "windows"),
+    BundledSchema(ALERT_V1, "alerts"),
 )
 
 

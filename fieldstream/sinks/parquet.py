@@ -82,6 +82,9 @@ class ParquetSink:
             if buf is None:
                 buf = self._buffers[key] = _Buffer(start_offset=r.offset, opened_at=time.monotonic())
             buf.rows.append(r)
+            if len(buf.rows) >= self.settings.roll_rows:
+                self._write_file(key, buf)
+                del self._buffers[key]
         self._roll(force=False)
 
     async def tick(self) -> None:

@@ -1,0 +1,60 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from fieldstream.errors import DecodeError
+from fieldstream.schemas import codec
+from fieldstream.schemas.files import READING_V1, READING_V2, parsed
+
+V1 = {"device_id": "d1", "device_type": "soil_station", "ts": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+      "seq": 7, "metrics": {"moisture": 31.5}, "tags": {"site": "north"}}
+
+
+def test_frame_round_trip():
+    framed = codec.frame(42, b"body")
+    schema_id, body = codec.split_frame(framed)
+    assert schema_id == 42 and bytes(body) == b"body"
+    assert framed[0] == 0 and framed[1:5] == (42).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"", "empty"), (None, "empty"), (b"\x00\x00", "truncated"), (b"\x01\x00\x00\x00\x01abc", "bad_magic"),
+])
+def test_bad_frames(value, reason):
+    with pytest.raises(DecodeError) as err:
+        codec.split_frame(value)
+    assert err.value.reason == reason
+
+
+def test_v1_resolves_to_v2_with_defaults_and_the_renamed_field():
+    body = codec.encode_body(V1, parsed(READING_V1))
+    record = codec.decode_body(body, parsed(READING_V1), parsed(READING_V2))
+    assert record["event_time"] == V1["ts"]  # `ts` was renamed `event_time` with an alias
+    assert record["metrics"] == {"moisture": 31.5} and record["seq"] == 7
+    assert record["location"] is None and record["firmware"] is None and record["battery"] is None
+
+
+def test_truncated_body_is_a_decode_error():
+    body = codec.encode_body(V1, parsed(READING_V1))
+    with pytest.raises(DecodeError) as err:
+        codec.decode_body(body[: len(body) // 2], parsed(READING_V1), parsed(READING_V2))
+    assert err.value.reason in {"truncated", "malformed"}
+
+
+def test_trailing_bytes_are_a_decode_error():
+    body = codec.encode_body(V1, parsed(READING_V1))
+    with pytest.raises(DecodeError) as err:
+        codec.decode_body(body + b"\x00\x01", parsed(READING_V1), parsed(READING_V2))
+    assert err.value.reason == "trailing_bytes"
+
+
+def test_another_record_type_does_not_resolve():
+    from fieldstream.schemas.files import ALERT_V1
+
+    alert = {"alert_id": "a", "state": "open", "device_id": "d", "device_type": "t",
+             "event_time": V1["ts"], "detector": "z", "metric": "m", "value": None, "score": None,
+             "threshold": None, "severity": "info", "message": "x"}
+    body = codec.encode_body(alert, parsed(ALERT_V1))
+    with pytest.raises(DecodeError) as err:
+        codec.decode_body(body, parsed(ALERT_V1), parsed(READING_V2))
+    assert err.value.reason in {"schema_mismatch", "malformed"}

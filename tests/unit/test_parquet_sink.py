@@ -1,0 +1,131 @@
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from fieldstream.config.parquet import ParquetSettings
+from fieldstream.errors import SinkUnavailable
+from fieldstream.schemas.reading import Location, Reading
+from fieldstream.sinks.parquet import ParquetSink
+
+T0 = datetime(2026, 3, 4, 10, 59, 50, tzinfo=UTC)
+
+
+def readings(n: int, start_offset: int = 0, partition: int = 0) -> list[Reading]:
+    out = []
+    for i in range(n):
+        out.append(Reading(device_id=f"d{i % 3}", device_type="collar", event_time=T0 + timedelta(seconds=i),
+                           seq=start_offset + i, metrics={"activity": float(i)},
+                           location=Location(1.0, 2.0) if i % 2 else None, topic="t", partition=partition,
+                           offset=start_offset + i))
+    return out
+
+
+def sink(tmp_path, **over) -> ParquetSink:
+    return ParquetSink(ParquetSettings(path=str(tmp_path / "lake"), **over))
+
+
+def dataset_rows(tmp_path) -> pa.Table:
+    return ds.dataset(str(tmp_path / "lake"), format="parquet", partitioning="hive").to_table()
+
+
+async def test_rows_land_hive_partitioned_by_event_hour(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    await s.write(readings(20))  # crosses 11:00
+    await s.flush()
+    table = dataset_rows(tmp_path)
+    assert table.num_rows == 20
+    hours = sorted(set(table.column("hour").to_pylist()))
+    assert hours == [10, 11]
+    files = sorted(p.name for p in (tmp_path / "lake").rglob("*.parquet"))
+    assert files == ["t-0000-00000000000000000000.parquet", "t-0000-00000000000000000010.parquet"]
+    assert not list((tmp_path / "lake").rglob(".*.tmp"))
+    meta = pq.ParquetFile(next((tmp_path / "lake").rglob("*.parquet"))).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+async def test_pending_offsets_hold_until_the_file_is_written(tmp_path):
+    s = sink(tmp_path, roll_rows=1000)
+    await s.start()
+    await s.write(readings(5, start_offset=100))
+    assert s.pending_low_offsets() == {("t", 0): 100}
+    await s.flush()
+    assert s.pending_low_offsets() == {}
+
+
+async def test_rolls_by_rows(tmp_path):
+    s = sink(tmp_path, roll_rows=4)
+    await s.start()
+    await s.write(readings(8))
+    assert len(list((tmp_path / "lake").rglob("*.parquet"))) == 2  # 0..7 are in hour 10, rolled at 4 rows
+
+
+async def test_retried_write_does_not_append_twice(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    batch = readings(6)
+    await s.write(batch)
+    await s.write(batch)  # the stream retries a batch after a transient failure
+    await s.flush()
+    assert dataset_rows(tmp_path).num_rows == 6
+
+
+async def test_replay_after_a_crash_rewrites_instead_of_duplicating(tmp_path):
+    first = sink(tmp_path, roll_rows=3)
+    await first.start()
+    await first.write(readings(9))  # three files written, offsets never committed (crash)
+    replay = sink(tmp_path, roll_rows=4)  # the new worker rolls at other points
+    await replay.start()
+    await replay.write(readings(9))
+    await replay.flush()
+    table = dataset_rows(tmp_path)
+    assert table.num_rows == 9
+    assert sorted(table.column("kafka_offset").to_pylist()) == list(range(9))
+
+
+async def test_replay_from_a_committed_offset_keeps_earlier_files(tmp_path):
+    first = sink(tmp_path, roll_rows=5)
+    await first.start()
+    await first.write(readings(5))  # offsets 0..4 durable and committed
+    replay = sink(tmp_path)
+    await replay.start()
+    await replay.write(readings(5, start_offset=5))
+    await replay.flush()
+    assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(10))
+
+
+async def test_old_and_new_schema_files_read_as_one_dataset(tmp_path):
+    lake = tmp_path / "lake" / "date=2026-03-04" / "hour=09"
+    lake.mkdir(parents=True)
+    # A file from before `firmware` existed.
+    old = pa.table({"device_id": ["old"], "seq": pa.array([1], pa.int64())})
+    pq.write_table(old, lake / "t-0001-00000000000000000000.parquet")
+    s = sink(tmp_path)
+    await s.start()
+    await s.write(readings(3))
+    await s.flush()
+    files = [str(p) for p in (tmp_path / "lake").rglob("*.parquet")]
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+    table = ds.dataset(str(tmp_path / "lake"), schema=schema, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 4
+    old_row = table.filter(ds.field("device_id") == "old")
+    assert old_row.column("firmware").to_pylist() == [None]
+
+
+async def test_write_error_raises_sink_unavailable_keeps_rows_and_recovers(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    await s.write(readings(3))
+    # A regular file where the partition directory must go: fails even for root (like a full disk would).
+    blocker = tmp_path / "lake" / "date=2026-03-04"
+    blocker.write_text("not a directory")
+    with pytest.raises(SinkUnavailable):
+        await s.flush()
+    assert s.pending_low_offsets() == {("t", 0): 0}
+    blocker.unlink()  # the operator fixes it
+    await s.flush()
+    assert dataset_rows(tmp_path).num_rows == 3
+    assert s.pending_low_offsets() == {}

@@ -1,0 +1,64 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fieldstream.config.validation import ValidationSettings
+from fieldstream.errors import ValidationError
+from fieldstream.ingest.validate import RecentSeqs, Validator
+from fieldstream.schemas.reading import Location, Reading
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def reading(**over) -> Reading:
+    base = dict(device_id="d1", device_type="soil_station", event_time=NOW - timedelta(seconds=5), seq=1,
+                metrics={"moisture": 40.0, "temperature": 18.0})
+    base.update(over)
+    return Reading(**base)
+
+
+@pytest.fixture
+def validator() -> Validator:
+    return Validator(ValidationSettings())
+
+
+def test_a_good_reading_passes(validator):
+    validator.check(reading(), b"d1", NOW)
+
+
+@pytest.mark.parametrize(("over", "key", "reason"), [
+    ({"metrics": {"moisture": float("nan")}}, b"d1", "not_finite"),
+    ({"metrics": {"moisture": float("inf")}}, b"d1", "not_finite"),
+    ({"metrics": {"moisture": 140.0}}, b"d1", "out_of_range"),
+    ({"event_time": datetime(1970, 1, 1, tzinfo=UTC)}, b"d1", "too_old"),
+    ({"event_time": datetime(3000, 1, 1, tzinfo=UTC)}, b"d1", "future"),
+    ({}, b"someone-else", "key_mismatch"),
+    ({}, None, "missing_key"),
+    ({"device_id": ""}, b"", "missing_device_id"),
+    ({"metrics": {}}, b"d1", "no_metrics"),
+    ({"location": Location(95.0, 0.0)}, b"d1", "bad_location"),
+])
+def test_each_rule_has_its_reason(validator, over, key, reason):
+    with pytest.raises(ValidationError) as err:
+        validator.check(reading(**over), key, NOW)
+    assert err.value.reason == reason
+
+
+def test_clock_skew_tolerance(validator):
+    validator.check(reading(event_time=NOW + timedelta(seconds=299)), b"d1", NOW)
+    with pytest.raises(ValidationError):
+        validator.check(reading(event_time=NOW + timedelta(seconds=301)), b"d1", NOW)
+
+
+def test_unknown_device_types_are_only_checked_for_finiteness(validator):
+    validator.check(reading(device_type="weird", metrics={"anything": 1e6}), b"d1", NOW)
+
+
+def test_recent_seqs_drop_duplicates_and_forget_old_ones():
+    seen = RecentSeqs(size=3)
+    assert not seen.is_duplicate("a", 1)
+    assert seen.is_duplicate("a", 1)
+    assert not seen.is_duplicate("b", 1)  # per device
+    for seq in (2, 3, 4):
+        assert not seen.is_duplicate("a", seq)
+    assert not seen.is_duplicate("a", 1)  # pushed out of the window of 3
