@@ -72,15 +72,20 @@ class Pipeline:
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.started = False
+        self._connected: dict[str, bool] = {}
 
     @property
     def buffering_sinks(self) -> list[BufferingSink]:
         return [s for s in self.sinks if isinstance(s, BufferingSink)]
 
+    @property
+    def connected(self) -> bool:
+        """True unless the last attempt to reach some sink failed."""
+        return all(self._connected.values())
+
     async def start(self) -> None:
         for sink in [*self.sinks, self.dlq]:
             await self._retry(sink.name, sink.start)
-            metrics.SINK_CONNECTED.labels(sink.name).set(1)
         self.started = True
 
     async def close(self) -> None:
@@ -162,14 +167,19 @@ class Pipeline:
         for delay in self.backoff.delays():
             try:
                 result = await fn(*args)
-                metrics.SINK_CONNECTED.labels(name).set(1)
+                self._set_connected(name, True)
                 return result
             except SinkUnavailable as e:
-                metrics.SINK_CONNECTED.labels(name).set(0)
+                self._set_connected(name, False)
                 metrics.SINK_ERRORS.labels(name, "unavailable").inc()
                 metrics.SINK_RETRIES.labels(name).inc()
                 log.warning("sink %s unavailable, consumption paused, retrying in %.1fs: %s", name, delay, e)
                 await asyncio.sleep(delay)
+
+
+    def _set_connected(self, name: str, up: bool) -> None:
+        self._connected[name] = up
+        metrics.SINK_CONNECTED.labels(name).set(1 if up else 0)
 
 
 def _raw_of(reading: Reading) -> RawRecord:

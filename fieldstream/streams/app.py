@@ -60,8 +60,20 @@ def create_app(settings: Settings) -> faust.App:
 def build_app(settings: Settings | None = None) -> faust.App:
     """The app with every agent, timer and web view attached."""
     from fieldstream.streams.ingest import attach_ingest
+    from fieldstream.streams.web import attach_lag_gauge, attach_web
 
     settings = settings or load_settings()
     app = create_app(settings)
-    attach_ingest(app, settings)
+    pipeline = attach_ingest(app, settings)
+    status = {"assigned": False}
+
+    @app.on_partitions_assigned.connect
+    async def _note_assignment(app: faust.App, assigned: set, **_: object) -> None:
+        status["assigned"] = True
+
+    attach_web(app, lambda: {
+        "partitions_assigned": status["assigned"],
+        "sinks_connected": pipeline.started and pipeline.connected,
+    })
+    attach_lag_gauge(app, settings.topics.readings)
     return app

@@ -41,7 +41,7 @@ def raw_record(event: EventT) -> RawRecord:
                      list(m.headers or []))
 
 
-def attach_ingest(app: faust.App, settings: Settings) -> None:
+def attach_ingest(app: faust.App, settings: Settings) -> Pipeline:
     pipeline = build_pipeline(settings)
     gate = AckGate(app)
     readings = app.topic(settings.topics.readings, partitions=settings.topics.partitions)
@@ -82,6 +82,8 @@ def attach_ingest(app: faust.App, settings: Settings) -> None:
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
         metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic == settings.topics.readings))
+
+    return pipeline
 
 
 def _pending(pipeline: Pipeline) -> dict[tuple[str, int], int]:

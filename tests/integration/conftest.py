@@ -7,6 +7,7 @@ import pytest
 
 from fieldstream.config.settings import Settings, _load
 from fieldstream.schemas.admin import register_bundled
+from fieldstream.sinks.migrations import migrate
 from fieldstream.stack import manager
 from fieldstream.topics import ensure_topics
 
@@ -19,6 +20,15 @@ pytestmark = pytest.mark.integration
 def stack_settings() -> Settings:
     settings = _load()
     manager.up(settings)  # idempotent: a no-op when `make test` already started it
+
+    async def migrate_once() -> None:
+        conn = await asyncpg.connect(**settings.pg.connect_kwargs())
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(migrate_once())  # tests may query tables before a worker has started
     return settings
 
 

@@ -96,11 +96,17 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5,
+             workers: list[Worker] | None = None) -> None:
+    """Poll `check`; fail at the timeout, or at once (with its log) if a worker died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
+        for w in workers or []:
+            if not w.alive():
+                raise AssertionError(f"worker exited with {w.proc.returncode} while waiting for {what}:\n"
+                                     + w.log_text()[-3000:])
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow.dataset as ds
@@ -42,13 +43,13 @@ def test_v1_and_v2_readings_decode_to_the_same_values_in_every_sink(scenario, wo
     def landed() -> bool:
         return pg_fetch(settings, "SELECT count(*) AS n FROM readings WHERE device_id LIKE $1", prefix)[0]["n"] == 200
 
-    wait_for(landed, 90, "200 readings in PostgreSQL")
+    wait_for(landed, 90, "200 readings in PostgreSQL", workers=workers)
     rows = pg_fetch(settings, "SELECT * FROM readings WHERE device_id LIKE $1", prefix)
     assert len(rows) == 200
     for row in rows:
         at, metrics, version = sent[(row["device_id"], row["seq"])]
         assert row["event_time"] == at
-        import json
+
 
         assert json.loads(row["metrics"]) == metrics
         assert row["schema_version"] == version
@@ -64,7 +65,7 @@ def test_v1_and_v2_readings_decode_to_the_same_values_in_every_sink(scenario, wo
         lake = scenario.tmp / "lake"
         return ds.dataset(str(lake), format="parquet", partitioning="hive").count_rows() if lake.exists() else 0
 
-    wait_for(lambda: lake_rows() == 200, 60, "200 readings in Parquet")
+    wait_for(lambda: lake_rows() == 200, 60, "200 readings in Parquet", workers=workers)
     table = ds.dataset(str(scenario.tmp / "lake"), format="parquet", partitioning="hive").to_table()
     for rec in table.to_pylist():
         at, metrics, _ = sent[(rec["device_id"], rec["seq"])]
