@@ -14,12 +14,15 @@ from fieldstream.errors import ConfigError
 
 
 def _our_commands() -> list[click.Command]:
+    from fieldstream.commands.alerts import alerts
+    from fieldstream.commands.backfill import backfill
     from fieldstream.commands.db import db
     from fieldstream.commands.schemas import schemas
+    from fieldstream.commands.simulate import simulate
     from fieldstream.commands.stack import stack
     from fieldstream.commands.topics import topics
 
-    return [db, schemas, stack, topics]
+    return [alerts, backfill, db, schemas, simulate, stack, topics]
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from fieldstream.config.stack import StackSettings
 from fieldstream.config.topics import TopicSettings
 from fieldstream.config.validation import ValidationSettings
 from fieldstream.config.parquet import ParquetSettings
+from fieldstream.config.simulator import SimulatorSettings
+from fieldstream.config.windows import WindowSettings
 from fieldstream.config.worker import WorkerSettings
 from fieldstream.errors import ConfigError
 
@@ -27,6 +29,8 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "stack": StackSettings,
     "validation": ValidationSettings,
     "parquet": ParquetSettings,
+    "sim": SimulatorSettings,
+    "window": WindowSettings,
 }
 
 
@@ -39,6 +43,8 @@ class Settings(BaseModel):
     stack: StackSettings = Field(default_factory=StackSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     parquet: ParquetSettings = Field(default_factory=ParquetSettings)
+    sim: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
 
 
 def env_name(section_cls: type[BaseSettings], field: str) -> str:
