@@ -17,12 +17,13 @@ def _our_commands() -> list[click.Command]:
     from fieldstream.commands.alerts import alerts
     from fieldstream.commands.backfill import backfill
     from fieldstream.commands.db import db
+    from fieldstream.commands.demo import demo_cmd
     from fieldstream.commands.schemas import schemas
     from fieldstream.commands.simulate import simulate
     from fieldstream.commands.stack import stack
     from fieldstream.commands.topics import topics
 
-    return [alerts, backfill, db, schemas, simulate, stack, topics]
+    return [alerts, backfill, db, demo_cmd, schemas, simulate, stack, topics]
 
 
 def main() -> None:
