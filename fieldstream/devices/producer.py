@@ -86,6 +86,9 @@ class DeviceProducer:
             "linger.ms": linger_ms,
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 500000,
+            # Java-compatible hashing, the same as Faust's changelog producer: a device's
+            # readings and its table state share a partition number.
+            "partitioner": "murmur2_random",
             **(extra_config or {}),
         })
 

@@ -12,6 +12,18 @@ from fieldstream.schemas.registry import WriterSchemaCache
 READING_RECORD = "io.fieldstream.telemetry.Reading"
 
 
+def framed_schema_id(value: bytes | None) -> int | None:
+    """The schema id a value's frame names, or None without a valid frame.
+
+    For dead-letter headers: a record that fails after its frame was read
+    (unknown id, another record type, a bad body) still says which id it claimed.
+    """
+    try:
+        return codec.split_frame(value)[0]
+    except DecodeError:
+        return None
+
+
 class Decoder:
     def __init__(self, schemas: WriterSchemaCache, max_value_bytes: int) -> None:
         self.schemas = schemas

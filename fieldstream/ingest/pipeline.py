@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from fieldstream import metrics
 from fieldstream.errors import DecodeError, RecordRejected, SinkUnavailable, ValidationError
-from fieldstream.ingest.decode import Decoder
+from fieldstream.ingest.decode import Decoder, framed_schema_id
 from fieldstream.ingest.records import DeadLetter, RawRecord
 from fieldstream.ingest.validate import RecentSeqs, Validator
 from fieldstream.schemas.reading import Reading
@@ -85,7 +85,7 @@ class Pipeline:
 
     async def start(self) -> None:
         for sink in [*self.sinks, self.dlq]:
-            await self._retry(sink.name, sink.start)
+            await self.retry(sink.name, sink.start)
         self.started = True
 
     async def close(self) -> None:
@@ -107,7 +107,8 @@ class Pipeline:
                 self.validator.check(reading, rec.key, now)
             except DecodeError as e:
                 metrics.DECODE_FAILURES.labels(e.reason).inc()
-                out.dead.append(DeadLetter(rec, "decode", e.reason, type(e).__name__, str(e)))
+                out.dead.append(DeadLetter(rec, "decode", e.reason, type(e).__name__, str(e),
+                                           framed_schema_id(rec.value)))
                 continue
             except ValidationError as e:
                 metrics.VALIDATION_FAILURES.labels(e.reason).inc()
@@ -131,8 +132,8 @@ class Pipeline:
         for sink in self.sinks:
             await self._write(sink, out)
         if out.dead:
-            await self._retry(self.dlq.name, self.dlq.write, out.dead)
-            await self._retry(self.dlq.name, self.dlq.flush)
+            await self.retry(self.dlq.name, self.dlq.write, out.dead)
+            await self.retry(self.dlq.name, self.dlq.flush)
             for dl in out.dead:
                 metrics.DEAD_LETTERS.labels(dl.stage).inc()
         metrics.READINGS_OUT.inc(len(out.readings))
@@ -146,7 +147,7 @@ class Pipeline:
         while True:
             started = time.perf_counter()
             try:
-                await self._retry(sink.name, sink.write, batch)
+                await self.retry(sink.name, sink.write, batch)
                 break
             except RecordRejected as e:
                 refused = {id(r) for r, _ in e.rejected}
@@ -161,9 +162,9 @@ class Pipeline:
 
     async def tick(self) -> None:
         for sink in self.buffering_sinks:
-            await self._retry(sink.name, sink.tick)
+            await self.retry(sink.name, sink.tick)
 
-    async def _retry(self, name: str, fn, *args):  # noqa: ANN001, ANN202
+    async def retry(self, name: str, fn, *args):  # noqa: ANN001, ANN202
         for delay in self.backoff.delays():
             try:
                 result = await fn(*args)

@@ -13,20 +13,21 @@ def faust_broker(bootstrap_servers: str) -> str:
 
 
 def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
-    k = settings.kafka
-    ssl_context = None
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        import ssl
+    """aiokafka's side of the Kafka settings: the same protocol, SASL and TLS as librdkafka's.
 
-        ssl_context = ssl.create_default_context(cafile=k.ssl_cafile)
-        if k.ssl_certfile and k.ssl_keyfile:
-            ssl_context.load_cert_chain(k.ssl_certfile, k.ssl_keyfile)
-    if k.sasl_mechanism:
-        password = k.sasl_password.get_secret_value() if k.sasl_password else ""
-        if k.sasl_mechanism == "PLAIN":
-            return faust.SASLCredentials(username=k.sasl_username, password=password, ssl_context=ssl_context)
-        return faust.SASLCredentials(username=k.sasl_username, password=password, ssl_context=ssl_context,
-                                     mechanism=k.sasl_mechanism)
+    Chosen by security_protocol alone (as librdkafka does), so SASL settings under
+    PLAINTEXT or SSL are ignored by both libraries instead of by one of them.
+    """
+    k = settings.kafka
+    ssl_context = k.ssl_context()  # None unless SSL or SASL_SSL
+    if k.uses_sasl:
+        # With a context Faust speaks SASL_SSL, without one SASL_PLAINTEXT.
+        return faust.SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            ssl_context=ssl_context,
+            mechanism=k.sasl_mechanism,
+        )
     if ssl_context is not None:
         return faust.SSLCredentials(ssl_context)
     return None
@@ -51,6 +52,8 @@ def create_app(settings: Settings) -> faust.App:
         # "empty" on rebalance would only time out.
         stream_wait_empty=False,
         broker_commit_interval=1.0,
+        # Standby copies would double table memory and show up when timers iterate tables.
+        table_standby_replicas=0,
         autodiscover=False,
         web_in_thread=False,
     )
@@ -58,21 +61,20 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def build_app(settings: Settings | None = None) -> faust.App:
-    """The app with every agent, timer and web view attached."""
-    from fieldstream.streams.ingest import attach_ingest
+    """The app with every agent, timer, table and web view attached."""
+    from fieldstream.streams.flow import FlowTracker
+    from fieldstream.streams.ingest import attach_ingest, build_pipeline
     from fieldstream.streams.web import attach_lag_gauge, attach_web
+    from fieldstream.streams.windows import attach_windows
 
     settings = settings or load_settings()
     app = create_app(settings)
-    pipeline = attach_ingest(app, settings)
-    status = {"assigned": False}
-
-    @app.on_partitions_assigned.connect
-    async def _note_assignment(app: faust.App, assigned: set, **_: object) -> None:
-        status["assigned"] = True
-
+    pipeline = build_pipeline(settings)
+    flow = FlowTracker(settings.topics.readings, settings.worker.batch_max)
+    stages = [attach_windows(app, settings, pipeline, flow)]
+    attach_ingest(app, settings, pipeline, stages, flow)
     attach_web(app, lambda: {
-        "partitions_assigned": status["assigned"],
+        "partitions_assigned": flow.started,
         "sinks_connected": pipeline.started and pipeline.connected,
     })
     attach_lag_gauge(app, settings.topics.readings)
