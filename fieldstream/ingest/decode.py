@@ -5,11 +5,12 @@ from __future__ import annotations
 from fieldstream.errors import DecodeError
 from fieldstream.ingest.records import RawRecord
 from fieldstream.schemas import codec
-from fieldstream.schemas.files import READING_LATEST, parsed
+from fieldstream.schemas.files import READING_BATCH_V1, READING_LATEST, parsed, record_name
 from fieldstream.schemas.reading import Reading
 from fieldstream.schemas.registry import WriterSchemaCache
 
-READING_RECORD = "io.fieldstream.telemetry.Reading"
+READING_RECORD = record_name(READING_LATEST)
+BATCH_RECORD = record_name(READING_BATCH_V1)
 
 
 def framed_schema_id(value: bytes | None) -> int | None:
@@ -28,19 +29,27 @@ class Decoder:
     def __init__(self, schemas: WriterSchemaCache, max_value_bytes: int) -> None:
         self.schemas = schemas
         self.max_value_bytes = max_value_bytes
-        self.reader = parsed(READING_LATEST)
+        self.readers = {READING_RECORD: parsed(READING_LATEST), BATCH_RECORD: parsed(READING_BATCH_V1)}
 
-    async def decode(self, rec: RawRecord) -> Reading:
-        """The reading in `rec`; DecodeError when it is not one (permanent)."""
+    async def decode(self, rec: RawRecord) -> list[Reading]:
+        """The readings in `rec` (one, or several for a ReadingBatch); DecodeError when it holds none."""
         value = rec.value
         if value is not None and len(value) > self.max_value_bytes:
             raise DecodeError(f"value of {len(value)} bytes exceeds {self.max_value_bytes}", reason="oversized")
         schema_id, body = codec.split_frame(value)
         writer = self.schemas.get_cached(schema_id) or await self.schemas.get(schema_id)
-        if writer.record_name != READING_RECORD:
-            raise DecodeError(f"schema id {schema_id} is {writer.record_name!r}, not a Reading",
+        reader = self.readers.get(writer.record_name)
+        if reader is None:
+            raise DecodeError(f"schema id {schema_id} is {writer.record_name!r}, not a Reading or ReadingBatch",
                               reason="schema_mismatch")
-        record = codec.decode_body(body, writer.parsed, self.reader)
-        reading = Reading.from_record(record, schema_id=schema_id, schema_version=writer.version)
-        reading.topic, reading.partition, reading.offset, reading.raw = rec.topic, rec.partition, rec.offset, rec
-        return reading
+        record = codec.decode_body(body, writer.parsed, reader)
+        records = record["readings"] if writer.record_name == BATCH_RECORD else (record,)
+        if not records:
+            raise DecodeError("ReadingBatch holds no readings", reason="empty_batch")
+        readings = []
+        for index, item in enumerate(records):
+            reading = Reading.from_record(item, schema_id=schema_id, schema_version=writer.version)
+            reading.topic, reading.partition, reading.offset, reading.index = rec.topic, rec.partition, rec.offset, index
+            reading.raw = rec
+            readings.append(reading)
+        return readings

@@ -39,6 +39,7 @@ class BatchOutcome:
     readings: list[Reading] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
+    decoded: int = 0  # readings found in the records (a ReadingBatch holds several)
 
 
 @dataclass
@@ -100,24 +101,26 @@ class Pipeline:
         out = BatchOutcome()
         now = self.clock()
         for rec in records:
-            schema_id = None
             try:
-                reading = await self.decoder.decode(rec)
-                schema_id = reading.schema_id
-                self.validator.check(reading, rec.key, now)
+                readings = await self.decoder.decode(rec)
             except DecodeError as e:
                 metrics.DECODE_FAILURES.labels(e.reason).inc()
                 out.dead.append(DeadLetter(rec, "decode", e.reason, type(e).__name__, str(e),
                                            framed_schema_id(rec.value)))
                 continue
-            except ValidationError as e:
-                metrics.VALIDATION_FAILURES.labels(e.reason).inc()
-                out.dead.append(DeadLetter(rec, "validate", e.reason, type(e).__name__, str(e), schema_id))
-                continue
-            if self.dedup.is_duplicate(reading.device_id, reading.seq):
-                out.duplicates += 1
-                continue
-            out.readings.append(reading)
+            for reading in readings:
+                try:
+                    self.validator.check(reading, rec.key, now)
+                except ValidationError as e:
+                    metrics.VALIDATION_FAILURES.labels(e.reason).inc()
+                    out.dead.append(DeadLetter(rec, "validate", e.reason, type(e).__name__, str(e),
+                                               reading.schema_id, reading.index if len(readings) > 1 else None))
+                    continue
+                if self.dedup.is_duplicate(reading.device_id, reading.seq):
+                    out.duplicates += 1
+                    continue
+                out.readings.append(reading)
+            out.decoded += len(readings)
         metrics.READINGS_IN.inc(len(records))
         metrics.DUPLICATES.inc(out.duplicates)
         return out
@@ -154,7 +157,7 @@ class Pipeline:
                 for reading, why in e.rejected:
                     assert isinstance(reading, Reading)
                     out.dead.append(DeadLetter(_raw_of(reading), "sink", "sink_rejected", "RecordRejected",
-                                               f"{sink.name}: {why}", reading.schema_id))
+                                               f"{sink.name}: {why}", reading.schema_id, reading.index))
                 out.readings = [r for r in out.readings if id(r) not in refused]
                 break
         metrics.SINK_BATCH_SIZE.labels(sink.name).observe(len(batch))

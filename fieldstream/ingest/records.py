@@ -26,3 +26,4 @@ class DeadLetter:
     error_class: str
     message: str
     schema_id: int | None = None
+    index: int | None = None  # which reading of a ReadingBatch, when the record holds several

@@ -8,7 +8,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from fieldstream.config import Settings
-from fieldstream.schemas.files import BUNDLED, subject_for
+from fieldstream.schemas.files import BUNDLED
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def register_bundled(settings: Settings, client: SchemaRegistryClient | None = N
     configured: set[str] = set()
     for bundled in BUNDLED:
         topic = getattr(settings.topics, bundled.topic_setting)
-        subject = subject_for(topic)
+        subject = bundled.subject(topic)
         if subject not in configured:
             client.set_compatibility(subject_name=subject, level=settings.registry.compatibility)
             configured.add(subject)

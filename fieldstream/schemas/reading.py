@@ -32,6 +32,7 @@ class Reading:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    index: int = 0  # position within its message (a ReadingBatch carries several)
     # The consumed record itself, so a sink's refusal can dead-letter the original bytes.
     raw: Any = None
 

@@ -29,6 +29,8 @@ def dead_letter_headers(dl: DeadLetter, worker: str) -> list[tuple[str, bytes]]:
         "schema.id": "" if dl.schema_id is None else str(dl.schema_id),
         "worker": worker,
     }
+    if dl.index is not None:
+        context["batch.index"] = str(dl.index)
     # The record's own headers travel too, after ours.
     return [(HEADER_PREFIX + k, v.encode()) for k, v in context.items()] + list(rec.headers)
 

@@ -59,8 +59,8 @@ class ParquetSink:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         # (topic, partition, date, hour) → open buffer
         self._buffers: dict[tuple[str, int, str, int], _Buffer] = {}
-        # (topic, partition) → highest offset appended (retries must not append twice)
-        self._appended: dict[tuple[str, int], int] = {}
+        # (topic, partition) → highest (offset, index) appended (retries must not append twice)
+        self._appended: dict[tuple[str, int], tuple[int, int]] = {}
         self.files_written = 0
 
     async def start(self) -> None:
@@ -70,12 +70,13 @@ class ParquetSink:
     async def write(self, batch: Sequence[Reading]) -> None:
         for r in batch:
             tp = (r.topic, r.partition)
+            position = (r.offset, r.index)
             last = self._appended.get(tp)
             if last is None:
                 self._discard_uncommitted(r.topic, r.partition, r.offset)
-            elif r.offset <= last:
+            elif position <= last:
                 continue  # a retried batch: already buffered
-            self._appended[tp] = r.offset
+            self._appended[tp] = position
             t = r.event_time
             key = (r.topic, r.partition, t.strftime("%Y-%m-%d"), t.hour)
             buf = self._buffers.get(key)

@@ -78,3 +78,41 @@ def test_v1_and_v2_readings_decode_to_the_same_values_in_every_sink(scenario, wo
     assert headers["stage"] == "decode" and headers["reason"] == "bad_magic"
     assert headers["topic"] == settings.topics.readings and headers["offset"].isdigit()
     assert workers[0].alive()
+
+
+def test_reading_batches_land_reading_by_reading_and_a_bad_one_is_dead_lettered_alone(scenario, workers):
+    settings = scenario.settings()
+    now = datetime.now(UTC).replace(microsecond=0)
+    producer = DeviceProducer(settings.kafka, settings.registry, settings.topics.readings)
+    sent = {}
+    for d in range(5):
+        device = f"{scenario.name}-gw-{d}"
+        batch = []
+        for seq in range(40):
+            at = now - timedelta(seconds=400 - seq * 10)
+            metrics = {"dissolved_oxygen": 7.0 + seq / 100, "ph": 7.1}
+            if d == 3 and seq == 17:
+                metrics = {"dissolved_oxygen": float("nan"), "ph": 7.1}  # poison inside a batch
+            else:
+                sent[(device, seq)] = (at, metrics)
+            batch.append({"device_id": device, "device_type": "tank_probe", "event_time": at, "seq": seq,
+                          "metrics": metrics, "tags": None, "location": None, "firmware": None, "battery": None,
+                          "signal_dbm": None})
+        producer.send_batch(device, batch)
+    assert producer.flush() == 0 and producer.failed == 0
+
+    workers.append(Worker(scenario))
+    prefix = f"{scenario.name}-gw-%"
+
+    def landed() -> bool:
+        return pg_fetch(settings, "SELECT count(*) AS n FROM readings WHERE device_id LIKE $1", prefix)[0]["n"] == 199
+
+    wait_for(landed, 90, "199 batched readings in PostgreSQL", workers=workers)
+    rows = pg_fetch(settings, "SELECT device_id, seq, event_time, metrics FROM readings WHERE device_id LIKE $1", prefix)
+    assert {(r["device_id"], r["seq"]): (r["event_time"], json.loads(r["metrics"])) for r in rows} == sent
+
+    dead = consume_all(settings, settings.topics.dlq, expect=1)
+    assert len(dead) == 1
+    headers = parse_headers(dead[0].headers())
+    assert headers["stage"] == "validate" and headers["reason"] == "not_finite" and headers["batch.index"] == "17"
+    assert dead[0].key() == f"{scenario.name}-gw-3".encode()
