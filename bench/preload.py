@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--partitions", type=int, default=12)
     p.add_argument("--interval-s", type=float, default=10.0, help="Event-time spacing of one device's readings")
     p.add_argument("--end-at-now", action="store_true", help="Place the last readings at the current time")
+    p.add_argument("--per-message", type=int, default=1,
+                   help="Readings of one device per Kafka message (ReadingBatch when > 1)")
     args = p.parse_args()
 
     settings = load_settings()
@@ -58,12 +60,28 @@ def main() -> None:
     start = datetime.now(UTC) - timedelta(seconds=span if args.end_at_now else span + 3600)
     producer = DeviceProducer(settings.kafka, settings.registry, args.topic, linger_ms=50)
     t0 = time.perf_counter()
-    for i in tqdm(range(args.readings), unit="readings", mininterval=1):
-        producer.send(reading(i, args.devices, start, args.interval_s))
+    if args.per_message <= 1:
+        for i in tqdm(range(args.readings), unit="readings", mininterval=1):
+            producer.send(reading(i, args.devices, start, args.interval_s))
+    else:
+        # Round r sends, for every device, its next `per_message` readings in one ReadingBatch.
+        rounds = -(-args.readings // (args.devices * args.per_message))
+        with tqdm(total=args.readings, unit="readings", mininterval=1) as bar:
+            sent = 0
+            for r in range(rounds):
+                for d in range(args.devices):
+                    first = r * args.per_message
+                    batch = [reading((first + k) * args.devices + d, args.devices, start, args.interval_s)
+                             for k in range(args.per_message)
+                             if (first + k) * args.devices + d < args.readings]
+                    if batch:
+                        producer.send_batch(batch[0]["device_id"], batch)
+                        sent += len(batch)
+                        bar.update(len(batch))
     producer.flush(120)
     elapsed = time.perf_counter() - t0
-    print(f"preloaded {producer.delivered} readings ({producer.failed} failed) into {args.topic} "
-          f"in {elapsed:.1f}s ({producer.delivered / elapsed:,.0f}/s)")
+    print(f"preloaded {args.readings} readings in {producer.delivered} messages ({producer.failed} failed) "
+          f"into {args.topic} in {elapsed:.1f}s ({args.readings / elapsed:,.0f} readings/s)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ class WindowSettings(Section):
     seq_runs: int = Field(16, ge=1, description="Runs of counted seqs kept per device to recognise replays")
     max_panes_per_window: int = Field(60, ge=1, description="Refuse specs needing more panes per window")
     close_every_s: float = Field(1.0, gt=0, description="How often the worker closes due windows")
+    checkpoint_s: float = Field(
+        5.0, gt=0, description="How often changed window states go to the changelog (offsets wait for it)"
+    )
     state_ttl_s: float = Field(7 * 86400.0, gt=0, description="Drop the state of a device silent this long")
 
     @field_validator("specs", mode="before")

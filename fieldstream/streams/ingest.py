@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,13 +33,21 @@ log = logging.getLogger(__name__)
 
 
 class Stage(Protocol):
-    """Work on valid, durable readings: windows, detectors."""
+    """Work on valid, durable readings: windows, detectors.
+
+    A stage also reports the lowest offset per partition whose effects it has
+    not yet checkpointed, and forgets partitions taken from this worker.
+    """
 
     name: str
 
     async def start(self) -> None: ...
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None: ...
+
+    def pending_low_offsets(self) -> dict[tuple[str, int], int]: ...
+
+    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -80,30 +90,44 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 await stage.close()
             await pipeline.close()
 
+    def pending() -> dict[tuple[str, int], int]:
+        low: dict[tuple[str, int], int] = {}
+        for part in [*pipeline.buffering_sinks, *stages]:
+            for tp, offset in part.pending_low_offsets().items():
+                low[tp] = min(low.get(tp, offset), offset)
+        return low
+
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
-            started = time.monotonic()
-            out = await pipeline.process([raw_record(e) for e in events])
-            now = datetime.now(UTC)
-            for stage in stages:
-                await stage.on_batch(out.readings, now)
-            # Parquet buffers across batches: keep these offsets uncommitted until it is durable.
+            # Held from the start: take_events acks a batch even when its processing is
+            # cancelled (shutdown) or fails; a held message is never committed by that.
             gate.hold(events)
-            gate.release(_pending(pipeline))
+            started = time.monotonic()
+            try:
+                out = await pipeline.process([raw_record(e) for e in events])
+                now = datetime.now(UTC)
+                for stage in stages:
+                    await stage.on_batch(out.readings, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug must stop the worker before anything is committed
+                log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
+                os._exit(70)
+            gate.release(pending())
             flow.batch_done(len(events), started)
 
     @app.timer(interval=1.0)
     async def roll_sinks() -> None:
         await pipeline.tick()
-        gate.release(_pending(pipeline))
+        gate.release(pending())
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **_: object) -> None:
         mine = {tp for tp in revoked if tp.topic == settings.topics.readings}
         gate.forget(mine)
-        for sink in pipeline.buffering_sinks:
-            sink.forget_partitions({(tp.topic, tp.partition) for tp in mine})
+        for part in [*pipeline.buffering_sinks, *stages]:
+            part.forget_partitions({(tp.topic, tp.partition) for tp in mine})
         metrics.REBALANCES.inc()
 
     @app.on_partitions_assigned.connect
@@ -111,11 +135,3 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         owned = {tp.partition for tp in assigned if tp.topic == settings.topics.readings}
         flow.assigned(owned)
         metrics.ASSIGNED_PARTITIONS.set(len(owned))
-
-
-def _pending(pipeline: Pipeline) -> dict[tuple[str, int], int]:
-    low: dict[tuple[str, int], int] = {}
-    for sink in pipeline.buffering_sinks:
-        for tp, offset in sink.pending_low_offsets().items():
-            low[tp] = min(low.get(tp, offset), offset)
-    return low
