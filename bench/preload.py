@@ -41,6 +41,39 @@ def reading(i: int, devices: int, start: datetime, interval_s: float) -> dict:
     }
 
 
+def preload(settings, topic: str, readings: int, devices: int, partitions: int = 12, per_message: int = 1,
+            interval_s: float = 10.0, end_at_now: bool = True, progress: bool = True) -> float:
+    """Fill `topic`; returns the readings/s the producer reached."""
+    ensure_topics(settings, {topic: partitions})
+    register_bundled(settings.model_copy(update={"topics": settings.topics.model_copy(update={"readings": topic})}))
+    span = readings / devices * interval_s
+    start = datetime.now(UTC) - timedelta(seconds=span if end_at_now else span + 3600)
+    producer = DeviceProducer(settings.kafka, settings.registry, topic, linger_ms=50)
+    t0 = time.perf_counter()
+    with tqdm(total=readings, unit="readings", mininterval=1, disable=not progress) as bar:
+        if per_message <= 1:
+            for i in range(readings):
+                producer.send(reading(i, devices, start, interval_s))
+                if i % 10000 == 9999:
+                    bar.update(10000)
+        else:
+            # Round r sends, for every device, its next `per_message` readings in one ReadingBatch.
+            rounds = -(-readings // (devices * per_message))
+            for r in range(rounds):
+                for d in range(devices):
+                    first = r * per_message
+                    batch = [reading((first + k) * devices + d, devices, start, interval_s)
+                             for k in range(per_message) if (first + k) * devices + d < readings]
+                    if batch:
+                        producer.send_batch(batch[0]["device_id"], batch)
+                        bar.update(len(batch))
+    if producer.flush(300):
+        raise RuntimeError("preload: deliveries still pending after 300 s")
+    if producer.failed:
+        raise RuntimeError(f"preload: {producer.failed} deliveries failed")
+    return readings / (time.perf_counter() - t0)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--topic", required=True)
@@ -52,36 +85,9 @@ def main() -> None:
     p.add_argument("--per-message", type=int, default=1,
                    help="Readings of one device per Kafka message (ReadingBatch when > 1)")
     args = p.parse_args()
-
-    settings = load_settings()
-    ensure_topics(settings, {args.topic: args.partitions})
-    register_bundled(settings.model_copy(update={"topics": settings.topics.model_copy(update={"readings": args.topic})}))
-    span = args.readings / args.devices * args.interval_s
-    start = datetime.now(UTC) - timedelta(seconds=span if args.end_at_now else span + 3600)
-    producer = DeviceProducer(settings.kafka, settings.registry, args.topic, linger_ms=50)
-    t0 = time.perf_counter()
-    if args.per_message <= 1:
-        for i in tqdm(range(args.readings), unit="readings", mininterval=1):
-            producer.send(reading(i, args.devices, start, args.interval_s))
-    else:
-        # Round r sends, for every device, its next `per_message` readings in one ReadingBatch.
-        rounds = -(-args.readings // (args.devices * args.per_message))
-        with tqdm(total=args.readings, unit="readings", mininterval=1) as bar:
-            sent = 0
-            for r in range(rounds):
-                for d in range(args.devices):
-                    first = r * args.per_message
-                    batch = [reading((first + k) * args.devices + d, args.devices, start, args.interval_s)
-                             for k in range(args.per_message)
-                             if (first + k) * args.devices + d < args.readings]
-                    if batch:
-                        producer.send_batch(batch[0]["device_id"], batch)
-                        sent += len(batch)
-                        bar.update(len(batch))
-    producer.flush(120)
-    elapsed = time.perf_counter() - t0
-    print(f"preloaded {args.readings} readings in {producer.delivered} messages ({producer.failed} failed) "
-          f"into {args.topic} in {elapsed:.1f}s ({args.readings / elapsed:,.0f} readings/s)")
+    rate = preload(load_settings(), args.topic, args.readings, args.devices, args.partitions, args.per_message,
+                   args.interval_s, args.end_at_now)
+    print(f"preloaded {args.readings} readings into {args.topic} ({rate:,.0f} readings/s)")
 
 
 if __name__ == "__main__":

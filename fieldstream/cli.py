@@ -16,14 +16,18 @@ from fieldstream.errors import ConfigError
 def _our_commands() -> list[click.Command]:
     from fieldstream.commands.alerts import alerts
     from fieldstream.commands.backfill import backfill
+    from fieldstream.commands.config_cmd import config
     from fieldstream.commands.db import db
     from fieldstream.commands.demo import demo_cmd
+    from fieldstream.commands.dlq import dlq
+    from fieldstream.commands.evaluate import evaluate
     from fieldstream.commands.schemas import schemas
     from fieldstream.commands.simulate import simulate
     from fieldstream.commands.stack import stack
+    from fieldstream.commands.status import status
     from fieldstream.commands.topics import topics
 
-    return [alerts, backfill, db, demo_cmd, schemas, simulate, stack, topics]
+    return [alerts, backfill, config, db, demo_cmd, dlq, evaluate, schemas, simulate, stack, status, topics]
 
 
 def main() -> None:

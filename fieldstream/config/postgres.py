@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlencode
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from fieldstream.config.base import Section, section
 from fieldstream.config.stack import POSTGRES_PORT
@@ -19,31 +20,38 @@ class PostgresSettings(Section):
     password: SecretStr = SecretStr("fieldstream")
     database: str = "fieldstream"
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
-    sslrootcert: str | None = None
-    sslcert: str | None = None
-    sslkey: str | None = None
+    sslrootcert: str | None = Field(None, description="CA that signed the server certificate (verify-ca/-full)")
+    sslcert: str | None = Field(None, description="Client certificate (PEM) for certificate authentication")
+    sslkey: str | None = Field(None, description="Private key (PEM, unencrypted) of the client certificate")
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(4, ge=1)
 
+    @model_validator(mode="after")
+    def _complete(self) -> PostgresSettings:
+        if self.sslkey and not self.sslcert:
+            raise ValueError("FIELDSTREAM_PG_SSLKEY needs FIELDSTREAM_PG_SSLCERT")
+        return self
+
     def connect_kwargs(self, database: str | None = None) -> dict[str, object]:
-        """Keyword arguments for asyncpg.connect / create_pool (the password stays secret)."""
+        """Keyword arguments for asyncpg.connect / create_pool.
+
+        sslmode goes to asyncpg as the libpq mode name and the certificate paths as
+        libpq DSN parameters, so asyncpg applies libpq's semantics itself: `prefer`
+        and `allow` fall back to plain TCP, `verify-ca` checks the chain but not the
+        host name, `verify-full` checks both. (An SSLContext would turn every mode
+        into `require` and lose that.) The DSN carries file paths only, never the password.
+        """
         kwargs: dict[str, object] = {
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "password": self.password.get_secret_value(),
             "database": database or self.database,
+            "ssl": self.sslmode,
         }
-        if self.sslmode != "disable" and (self.sslrootcert or self.sslcert):
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=self.sslrootcert)
-            if self.sslmode in ("require", "prefer", "allow"):
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE if not self.sslrootcert else ssl.CERT_REQUIRED
-            if self.sslcert and self.sslkey:
-                ctx.load_cert_chain(self.sslcert, self.sslkey)
-            kwargs["ssl"] = ctx
-        else:
-            kwargs["ssl"] = self.sslmode
+        files = {name: value for name, value in (
+            ("sslrootcert", self.sslrootcert), ("sslcert", self.sslcert), ("sslkey", self.sslkey),
+        ) if value}
+        if files and self.sslmode != "disable":
+            kwargs["dsn"] = f"postgresql://?{urlencode(files)}"
         return kwargs

@@ -14,6 +14,7 @@ from fieldstream.config.registry import RegistrySettings
 from fieldstream.config.stack import StackSettings
 from fieldstream.config.topics import TopicSettings
 from fieldstream.config.validation import ValidationSettings
+from fieldstream.config.detection import DetectionSettings
 from fieldstream.config.parquet import ParquetSettings
 from fieldstream.config.simulator import SimulatorSettings
 from fieldstream.config.windows import WindowSettings
@@ -31,6 +32,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "parquet": ParquetSettings,
     "sim": SimulatorSettings,
     "window": WindowSettings,
+    "detection": DetectionSettings,
 }
 
 
@@ -45,6 +47,7 @@ class Settings(BaseModel):
     parquet: ParquetSettings = Field(default_factory=ParquetSettings)
     sim: SimulatorSettings = Field(default_factory=SimulatorSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
 
 
 def env_name(section_cls: type[BaseSettings], field: str) -> str:

@@ -19,6 +19,7 @@ import fastavro
 from confluent_kafka.schema_registry import AsyncSchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from fieldstream import metrics
 from fieldstream.config.registry import RegistrySettings
 from fieldstream.errors import DecodeError, RegistryUnavailable
 
@@ -74,6 +75,7 @@ class WriterSchemaCache:
                     self._cache[schema_id] = found
                     return found
                 except RegistryUnavailable as e:
+                    metrics.REGISTRY_RETRIES.inc()
                     log.warning("schema registry unavailable (%s); retrying in %.1fs", e, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.settings.retry_max_s)

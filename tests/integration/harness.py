@@ -135,3 +135,45 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 
     finally:
         consumer.close()
     return messages
+
+
+def scrape_metrics(port: int, timeout_s: float = 5) -> list:
+    """Every sample a worker's /metrics endpoint exports right now."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as resp:  # noqa: S310
+        text = resp.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def metric_total(port: int, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` (e.g. fieldstream_duplicates_total) that carry `labels`."""
+    return sum(s.value for s in scrape_metrics(port)
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition → high watermark (the offset the next message would get) of `topic`."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka.confluent_config(), "group.id": f"offsets-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Partition → offset the consumer group `group` (a worker's app id) has committed on `topic` (-1: none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka.confluent_config(), "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in committed}
+    finally:
+        consumer.close()  # never subscribed: leaves the group's membership alone

@@ -1,0 +1,253 @@
+"""Full-pipeline throughput (1 and 2 workers) and end-to-end latency at half load.
+
+    python bench/pipeline.py --readings 2000000 --devices 10000 --partitions 12 --per-message 1 --record
+    python bench/pipeline.py --readings 2000000 --devices 10000 --per-message 20 --record
+
+Each run preloads a fresh topic, then starts K workers (fresh consumer group,
+fresh scratch database, fresh Parquet directory) with the whole pipeline:
+decode, validate, windows, detectors, PostgreSQL, Parquet, commits. It reports
+sustained readings/s (between 10 % and 90 % of the input, from the workers'
+own counters), CPU seconds per 1000 readings and peak RSS per worker. The
+latency run offers half the measured one-worker rate for --latency-s seconds
+with event time = send time, and reads end-to-end latency (reading time to
+committed in PostgreSQL) from the rows themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import append_section, machine_summary, markdown_table  # noqa: E402
+from preload import preload, reading  # noqa: E402
+
+from fieldstream.config import load_settings  # noqa: E402
+from fieldstream.devices import DeviceProducer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RunResult:
+    label: str
+    workers: int
+    readings: int
+    seconds: float
+    rate: float
+    cpu_ms_per_1000: float
+    peak_rss_mb: float
+
+
+def scrape(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            return sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == name)
+    return 0.0
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _admin(settings, sql: str) -> None:
+    conn = await asyncpg.connect(**settings.pg.connect_kwargs(database="postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def worker_env(topic: str, database: str, lake: Path, app_id: str) -> dict[str, str]:
+    return {
+        "FIELDSTREAM_TOPIC_READINGS": topic,
+        "FIELDSTREAM_TOPIC_WINDOWS": f"{topic}.windows",
+        "FIELDSTREAM_TOPIC_ALERTS": f"{topic}.alerts",
+        "FIELDSTREAM_TOPIC_DLQ": f"{topic}.dlq",
+        "FIELDSTREAM_TOPIC_LATE": f"{topic}.late",
+        "FIELDSTREAM_PG_DATABASE": database,
+        "FIELDSTREAM_PARQUET_PATH": str(lake),
+        "FIELDSTREAM_WORKER_APP_ID": app_id,
+        "FIELDSTREAM_WORKER_DATA_DIR": str(lake.parent / "worker"),
+    }
+
+
+class Workers:
+    def __init__(self, n: int, env: dict[str, str], log_dir: Path, base_port: int = 17100) -> None:
+        self.ports = [base_port + i for i in range(n)]
+        self.procs = []
+        for i, port in enumerate(self.ports):
+            log = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.procs.append(subprocess.Popen(
+                [str(BIN / "fieldstream"), "worker", "-l", "warn", "--web-port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True))
+
+    def out_total(self) -> float:
+        return sum(scrape(p, "fieldstream_readings_out_total") for p in self.ports)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path, timeout_s: float) -> RunResult:
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
+    lake = workdir / f"lake-{database}"
+    env = worker_env(topic, database, lake, f"bench-{database}")
+    workers = Workers(k, env, workdir)
+    try:
+        marks: dict[float, float] = {}
+        t0 = time.monotonic()
+        done = 0.0
+        while time.monotonic() - t0 < timeout_s:
+            time.sleep(0.5)
+            done = workers.out_total()
+            for frac in (0.1, 0.9):
+                if frac not in marks and done >= frac * n:
+                    marks[frac] = time.monotonic()
+            if done >= n:
+                break
+            if any(p.poll() is not None for p in workers.procs):
+                raise RuntimeError(f"a worker exited; see {workdir}")
+        if done < n:
+            raise RuntimeError(f"{label}: only {done:.0f} of {n} readings within {timeout_s:.0f}s")
+        seconds = marks[0.9] - marks[0.1]
+        cpu = sum(proc_cpu_s(p.pid) for p in workers.procs)
+        rss = max(proc_peak_rss_mb(p.pid) for p in workers.procs)
+        return RunResult(label, k, n, seconds, 0.8 * n / seconds, cpu / n * 1e6, rss)
+    finally:
+        workers.stop()
+        asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path) -> dict[str, float]:
+    topic = f"bench-lat-{uuid.uuid4().hex[:6]}.readings"
+    preload(settings, topic, 0, devices, progress=False)  # creates the topic, registers schemas
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
+    lake = workdir / f"lake-{database}"
+    workers = Workers(1, worker_env(topic, database, lake, f"bench-{database}"), workdir, base_port=17200)
+    stop = threading.Event()
+
+    def offer() -> None:
+        producer = DeviceProducer(settings.kafka, settings.registry, topic, linger_ms=5)
+        i, started = 0, time.monotonic()
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            while i < due:
+                rec = reading(i, devices, datetime.now(UTC), 10.0)
+                rec["event_time"] = datetime.now(UTC)
+                producer.send(rec)
+                i += 1
+            producer.poll(0.001)
+        producer.flush(30)
+
+    try:
+        time.sleep(15)  # worker start-up and first assignment
+        thread = threading.Thread(target=offer)
+        thread.start()
+        time.sleep(seconds)
+        stop.set()
+        thread.join()
+        time.sleep(5)
+
+        async def percentiles() -> dict[str, float]:
+            conn = await asyncpg.connect(**settings.pg.connect_kwargs(database=database))
+            try:
+                row = await conn.fetchrow(
+                    "SELECT count(*) AS n, "
+                    "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p50, "
+                    "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p95, "
+                    "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p99 "
+                    "FROM readings WHERE event_time > (SELECT min(event_time) + interval '10 seconds' FROM readings)")
+                return {k: float(row[k] or 0) for k in ("n", "p50", "p95", "p99")}
+            finally:
+                await conn.close()
+
+        return asyncio.run(percentiles())
+    finally:
+        workers.stop()
+        asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readings", type=int, default=2_000_000)
+    p.add_argument("--devices", type=int, default=10_000)
+    p.add_argument("--partitions", type=int, default=12)
+    p.add_argument("--per-message", type=int, default=1, help="Readings per Kafka message (ReadingBatch when > 1)")
+    p.add_argument("--workers", default="1,2", help="Worker counts to run, comma-separated")
+    p.add_argument("--latency-s", type=float, default=60.0, help="Length of the half-load latency run (0: skip)")
+    p.add_argument("--timeout-s", type=float, default=1800.0)
+    p.add_argument("--record", action="store_true", help="Append the results to docs/BENCHMARKS.md")
+    args = p.parse_args()
+
+    settings = load_settings()
+    workdir = Path(tempfile.mkdtemp(prefix="fieldstream-bench-"))
+    topic = f"bench-{uuid.uuid4().hex[:6]}.readings"
+    print(f"preloading {args.readings:,} readings from {args.devices:,} devices into {topic} "
+          f"({args.partitions} partitions, {args.per_message} per message)")
+    preload(settings, topic, args.readings, args.devices, args.partitions, args.per_message)
+
+    results = []
+    for k in (int(x) for x in args.workers.split(",")):
+        label = f"{k} worker{'s' if k > 1 else ''}, {args.per_message} reading(s)/message"
+        print(f"running: {label}")
+        results.append(run_pipeline(settings, topic, args.readings, k, label, workdir, args.timeout_s))
+        print(f"  {results[-1].rate:,.0f} readings/s")
+    rows = [[r.label, f"{r.rate:,.0f}", f"{r.cpu_ms_per_1000:,.0f}", f"{r.peak_rss_mb:,.0f}"] for r in results]
+    table = markdown_table(["run", "readings/s", "CPU ms / 1000 readings", "peak RSS MB / worker"], rows)
+    if len(results) >= 2:
+        table += f"\n\nScaling: {results[1].rate / results[0].rate:.2f}x from {results[0].workers} to " \
+                 f"{results[1].workers} workers.\n"
+    if args.latency_s > 0 and results:
+        offered = results[0].rate / 2
+        print(f"latency at half load: {offered:,.0f} readings/s for {args.latency_s:.0f}s")
+        lat = run_latency(settings, offered, args.latency_s, args.devices, workdir)
+        table += (f"\nEnd-to-end latency (event time = send time → committed in PostgreSQL) at "
+                  f"{offered:,.0f} readings/s offered to 1 worker, {lat['n']:,.0f} readings: "
+                  f"p50 {lat['p50']:.3f} s, p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s\n")
+    print(table)
+    if args.record:
+        command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
+        append_section("Full pipeline", command, machine_summary(), table)
+
+
+if __name__ == "__main__":
+    main()

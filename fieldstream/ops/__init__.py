@@ -1,0 +1,1 @@
+"""Operator tooling: what `fieldstream status` and `fieldstream config show` report."""

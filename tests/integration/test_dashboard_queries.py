@@ -1,0 +1,141 @@
+"""Every Grafana panel query has data behind it, from a real worker and real PostgreSQL.
+
+There is no Prometheus server here: a PromQL panel is proven by the samples it reads
+being on a real worker's /metrics, with data (counters moved). To make the failure
+panels mean something the worker is made to fail on purpose: a file sits where the
+Parquet sink wants to create its date directory, so the sink errors and retries until
+the test removes it. SQL panels run against PostgreSQL with Grafana's macros expanded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from fieldstream.config.settings import Settings
+from fieldstream.devices import DeviceProducer
+from fieldstream.ops import dashboard
+from fieldstream.schemas.admin import register_bundled
+from fieldstream.topics import ensure_topics
+
+from .conftest import pg_fetch
+from .harness import Scenario, Worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+QUERIES = dashboard.queries(dashboard.load())
+NOT_YET_EMITTED = {
+    # Detectors (fieldstream/detectors) are not wired into the worker's ingest agent yet,
+    # so no worker increments it. strict=False: the day they are, this passes (XPASS): drop it then.
+    "fieldstream_alerts_total": "the worker does not run detectors yet, so it publishes no alerts",
+}
+READINGS = 60
+
+
+@dataclass(frozen=True)
+class Live:
+    settings: Settings
+    exposition: str
+    produced_at: datetime
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - local
+        return resp.read().decode()
+
+
+def has(port: int, name: str, **labels: str) -> bool:
+    ref = dashboard.MetricRef(name, tuple(sorted(labels.items())))
+    return dashboard.check_metric(ref, dashboard.scraped_samples(scrape(port))) is None
+
+
+@pytest.fixture(scope="module")
+def live(stack_settings, tmp_path_factory) -> Iterator[Live]:
+    sc = Scenario(tmp_path_factory.mktemp("dashboard"))
+    settings = sc.settings()
+    ensure_topics(settings)
+    register_bundled(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(seconds=READINGS - i) for i in range(READINGS)]
+    lake = sc.tmp / "lake"
+    lake.mkdir()
+    blockers = {lake / f"date={t:%Y-%m-%d}" for t in times}
+    for b in blockers:
+        b.write_text("a file where the Parquet sink wants a directory: the sink fails until it is gone")
+
+    producer = DeviceProducer(settings.kafka, settings.registry, settings.topics.readings)
+    for i, t in enumerate(times):
+        producer.send({"device_id": f"{sc.name}-dev-{i % 6}", "device_type": ("soil_station", "tank_probe")[i % 2],
+                       "event_time": t, "seq": i, "metrics": {"moisture": 20.0 + i % 5, "ph": 7.0},
+                       "tags": None, "location": None, "firmware": None, "battery": None, "signal_dbm": None})
+    producer.send_raw(b"not-a-device", b"\x07not avro")  # one dead letter, stage "decode"
+    assert producer.flush() == 0 and producer.failed == 0
+
+    worker = Worker(sc)
+    try:
+        wait_for(lambda: pg_fetch(settings, "SELECT count(*) AS n FROM readings WHERE device_id LIKE $1",
+                                  f"{sc.name}-%")[0]["n"] == READINGS, 45, "readings in PostgreSQL",
+                 workers=[worker])
+        wait_for(lambda: has(worker.port, "fieldstream_sink_retries_total", sink="parquet"), 20,
+                 "the blocked Parquet sink to retry", workers=[worker])
+        for b in blockers:
+            b.unlink()
+        wait_for(lambda: any(lake.rglob("*.parquet")), 30, "the Parquet sink to recover", workers=[worker])
+        wait_for(lambda: has(worker.port, "fieldstream_consumer_lag"), 15, "the lag gauge", workers=[worker])
+        yield Live(settings, scrape(worker.port), now)
+    finally:
+        worker.kill()
+
+
+def _param(q: dashboard.Query):  # noqa: ANN202 - a pytest ParameterSet
+    missing = [NOT_YET_EMITTED[r.name] for r in dashboard.metric_refs(q.text) if r.name in NOT_YET_EMITTED]
+    marks = [pytest.mark.xfail(reason=missing[0], strict=False)] if missing else []
+    return pytest.param(q, marks=marks, id=f"{q.panel}/{q.ref_id}")
+
+
+@pytest.mark.parametrize("query", [_param(q) for q in QUERIES if q.kind == "promql"])
+def test_promql_panel_reads_metrics_the_worker_exports_with_data(live, query):
+    (finding,) = dashboard.check_promql([query], live.exposition)
+    assert finding.ok, f"{query.panel} ({query.text}): {finding.detail}"
+
+
+def test_sql_panels_return_rows(live):
+    async def run() -> list[dashboard.Finding]:
+        conn = await asyncpg.connect(**live.settings.pg.connect_kwargs(), timeout=10)
+        try:
+            # The last hour, as the dashboard opens, around the readings this test sent.
+            return await dashboard.check_sql(QUERIES, conn, live.produced_at - timedelta(hours=1),
+                                             live.produced_at + timedelta(minutes=1))
+        finally:
+            await conn.close()
+
+    findings = asyncio.run(run())
+    assert len(findings) == sum(q.kind == "sql" for q in QUERIES) >= 2
+    assert all(f.ok for f in findings), [(f.query.panel, f.detail) for f in findings if not f.ok]
+
+
+def only_this_tests_rows(sql: str) -> str:
+    """The panel's own SQL, run over this test's devices only: CTEs shadow the two tables."""
+    return ("WITH readings AS (SELECT * FROM public.readings WHERE device_id LIKE $1), "
+            "devices AS (SELECT * FROM public.devices WHERE device_id LIKE $1) " + sql)
+
+
+def test_sql_panels_count_exactly_what_the_worker_stored(live):
+    start, end = live.produced_at - timedelta(hours=1), live.produced_at + timedelta(minutes=1)
+    prefix = f"{live.settings.worker.app_id}-%"  # the scenario's name is also its device-id prefix
+    results = {q.panel: pg_fetch(live.settings, only_this_tests_rows(dashboard.expand_sql(q.text, start, end)), prefix)
+               for q in QUERIES if q.kind == "sql"}
+    per_interval = next(rows for panel, rows in results.items() if panel.startswith("Readings stored"))
+    assert sum(r["readings"] for r in per_interval) == READINGS
+    assert {r["metric"] for r in per_interval} == {"soil_station", "tank_probe"}
+    active = next(rows for panel, rows in results.items() if panel.startswith("Most active"))
+    assert sorted((r["device_id"], r["readings_in_range"], r["readings_total"]) for r in active) == [
+        (f"{live.settings.worker.app_id}-dev-{d}", READINGS // 6, READINGS // 6) for d in range(6)]
+    quiet = next(rows for panel, rows in results.items() if panel.startswith("Devices going quiet"))
+    assert len(quiet) == 6 and all(r["silent_for"] >= timedelta(0) for r in quiet)
