@@ -86,6 +86,9 @@ class DetectionSettings(Section):
         default_factory=dict,
         description="Device id (or device type) → polygon as [[lat, lon], ...]; the device id wins",
     )
+    simulated_paddocks: bool = Field(
+        True, description="Collars of the simulated fleet (ids with the simulator's prefix) use its paddocks"
+    )
     offline_k: float = Field(
         5.0, gt=1, description="Silent for k × its interval means offline (k - 1 lost readings in a row do not)"
     )

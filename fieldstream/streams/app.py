@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> faust.App:
 
 def build_app(settings: Settings | None = None) -> faust.App:
     """The app with every agent, timer, table and web view attached."""
+    from fieldstream.streams.detection import attach_detection
     from fieldstream.streams.flow import FlowTracker
     from fieldstream.streams.ingest import attach_ingest, build_pipeline
     from fieldstream.streams.web import attach_lag_gauge, attach_web
@@ -71,7 +72,7 @@ def build_app(settings: Settings | None = None) -> faust.App:
     app = create_app(settings)
     pipeline = build_pipeline(settings)
     flow = FlowTracker(settings.topics.readings, settings.worker.batch_max)
-    stages = [attach_windows(app, settings, pipeline, flow)]
+    stages = [attach_windows(app, settings, pipeline, flow), attach_detection(app, settings, pipeline, flow)]
     attach_ingest(app, settings, pipeline, stages, flow)
     attach_web(app, lambda: {
         "partitions_assigned": flow.started,
