@@ -48,15 +48,38 @@ def machine_facts() -> dict[str, str]:
     }
 
 
+#: Quix Streams pins confluent-kafka < 2.13, older than fieldstream's, so it lives in a virtualenv of its own.
+QUIX_PYTHON = "/tmp/fs/quix-venv/bin/python"
+
+
+def quix_versions(python: str = QUIX_PYTHON) -> dict[str, str]:
+    """quixstreams' version as installed for `python` (with the confluent-kafka and fastavro it runs on)."""
+    import subprocess
+
+    code = ("import importlib.metadata as m; "
+            "print(m.version('quixstreams'), m.version('confluent-kafka'), m.version('fastavro'))")
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        quix, ck, fa = out.stdout.split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {"quixstreams": "not installed"}
+    if python == sys.executable:
+        return {"quixstreams": quix}
+    return {"quixstreams": f"{quix} (own venv: confluent-kafka {ck}, fastavro {fa})"}
+
+
 def package_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Python and the benchmarked libraries as installed in this interpreter; `extra` adds or overrides
-    (e.g. quixstreams measured from another virtualenv)."""
+    """Python and the benchmarked libraries as installed in this interpreter (quixstreams from its own
+    virtualenv when it is not installed here); `extra` adds or overrides."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
+    if out.get("quixstreams") == "not installed" and "quixstreams" not in (extra or {}) \
+            and os.path.exists(QUIX_PYTHON):
+        out.update(quix_versions(QUIX_PYTHON))
     out.update(extra or {})
     return out
 
@@ -148,7 +171,7 @@ def record(title: str, body: str, *, pg_version: str | None = None,
            extra_versions: dict[str, str] | None = None) -> None:
     """append_section with this process's command line and the full machine summary."""
     append_section(title, command_line(), machine_summary(pg_version, extra_versions), body)
-    print(f"appended '{title}' to {BENCHMARKS.relative_to(ROOT)}")
+    print(f"appended '{title}' to {BENCHMARKS}")
 
 
 # -- Kafka -------------------------------------------------------------------------------

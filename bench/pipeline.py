@@ -103,13 +103,21 @@ def worker_env(topic: str, database: str, lake: Path, app_id: str) -> dict[str, 
 
 class Workers:
     def __init__(self, n: int, env: dict[str, str], log_dir: Path, base_port: int = 17100) -> None:
+        self.env = env
+        self.log_dir = log_dir
         self.ports = [base_port + i for i in range(n)]
-        self.procs = []
-        for i, port in enumerate(self.ports):
-            log = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed with the process
-            self.procs.append(subprocess.Popen(
-                [str(BIN / "fieldstream"), "worker", "-l", "warn", "--web-port", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True))
+        self.procs = [self._start(i) for i in range(n)]
+
+    def _start(self, i: int) -> subprocess.Popen:
+        log = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(
+            [str(BIN / "fieldstream"), "worker", "-l", "info", "--web-port", str(self.ports[i])],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
+
+    def kill_and_restart(self, i: int) -> None:
+        os.killpg(self.procs[i].pid, signal.SIGKILL)
+        self.procs[i].wait()
+        self.procs[i] = self._start(i)
 
     def out_total(self) -> float:
         return sum(scrape(p, "fieldstream_readings_out_total") for p in self.ports)

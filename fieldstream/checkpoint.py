@@ -29,6 +29,14 @@ class CheckpointedStates(Generic[S]):
         self._dirty: set[str] = set()
         self._pending: dict[tuple[str, int], int] = {}
         self._last = time.monotonic()
+        self._paused = False
+
+    def pause(self) -> None:
+        """A rebalance is under way: no checkpoint until we know which partitions stay ours."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
 
     def partition_of(self, device_id: str) -> int:
         p = self._partition.get(device_id)
@@ -65,7 +73,7 @@ class CheckpointedStates(Generic[S]):
         return [d for d in keys if self.partition_of(d) in owned]
 
     def due(self) -> bool:
-        return time.monotonic() - self._last >= self.every_s
+        return not self._paused and time.monotonic() - self._last >= self.every_s
 
     def checkpoint(self) -> int:
         n = len(self._dirty)

@@ -58,6 +58,8 @@ class DetectionStage:
             await self.retry(part.name, part.start)
 
     async def close(self) -> None:
+        async with self._busy:
+            self.states.checkpoint()  # a clean stop hands over current state
         for part in (self.publisher, self.table_sink):
             await part.close()
 
@@ -73,6 +75,12 @@ class DetectionStage:
 
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         self.states.forget_partitions(partitions)
+
+    def pause(self) -> None:
+        self.states.pause()
+
+    def resume(self) -> None:
+        self.states.resume()
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
         async with self._busy:

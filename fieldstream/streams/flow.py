@@ -14,6 +14,8 @@ class FlowTracker:
         self.batch_max = batch_max
         self.slow_batch_s = slow_batch_s
         self.started = False
+        # Set when the worker stops: timers and new batches must not touch sinks that are closing.
+        self.stopping = False
         self._owned: set[int] = set()
         self._since = datetime.now(UTC)
 

@@ -31,6 +31,9 @@ from fieldstream.streams.flow import FlowTracker
 
 log = logging.getLogger(__name__)
 
+# On stop, how long to wait for the batch in flight before closing the sinks under it.
+STOP_WAIT_S = 20.0
+
 
 class Stage(Protocol):
     """Work on valid, durable readings: windows, detectors.
@@ -48,6 +51,10 @@ class Stage(Protocol):
     def pending_low_offsets(self) -> dict[tuple[str, int], int]: ...
 
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -73,6 +80,18 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                   flow: FlowTracker) -> None:
     gate = AckGate(app)
     readings = app.topic(settings.topics.readings, partitions=settings.topics.partitions)
+    # Held while a batch is processed. Faust stops this service without waiting for the
+    # agent (stream_wait_empty=False), so closing waits here for the batch in flight;
+    # otherwise its stages would publish through closed producers and the worker would
+    # exit 70 on a plain SIGTERM.
+    in_flight = asyncio.Lock()
+
+    def pending() -> dict[tuple[str, int], int]:
+        low: dict[tuple[str, int], int] = {}
+        for part in [*pipeline.buffering_sinks, *stages]:
+            for tp, offset in part.pending_low_offsets().items():
+                low[tp] = min(low.get(tp, offset), offset)
+        return low
 
     @app.service
     class PipelineService(Service):
@@ -86,16 +105,16 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                      ", ".join(s.name for s in stages) or "none")
 
         async def on_stop(self) -> None:
+            flow.stopping = True
+            try:
+                await asyncio.wait_for(in_flight.acquire(), STOP_WAIT_S)
+            except TimeoutError:
+                log.warning("pipeline: a batch is still in flight after %.0fs; closing the sinks anyway "
+                            "(it is not committed and will be read again)", STOP_WAIT_S)
             for stage in stages:
                 await stage.close()
             await pipeline.close()
-
-    def pending() -> dict[tuple[str, int], int]:
-        low: dict[tuple[str, int], int] = {}
-        for part in [*pipeline.buffering_sinks, *stages]:
-            for tp, offset in part.pending_low_offsets().items():
-                low[tp] = min(low.get(tp, offset), offset)
-        return low
+            gate.release(pending())  # what the last flushes made durable goes into Faust's final commit
 
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -103,35 +122,56 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             # Held from the start: take_events acks a batch even when its processing is
             # cancelled (shutdown) or fails; a held message is never committed by that.
             gate.hold(events)
-            started = time.monotonic()
-            try:
-                out = await pipeline.process([raw_record(e) for e in events])
-                now = datetime.now(UTC)
-                for stage in stages:
-                    await stage.on_batch(out.readings, now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a bug must stop the worker before anything is committed
-                log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
-                os._exit(70)
-            gate.release(pending())
-            flow.batch_done(len(events), started)
+            async with in_flight:
+                if flow.stopping:
+                    gate.drop(events)  # the sinks are closing: never committed, read again by the next owner
+                    continue
+                started = time.monotonic()
+                try:
+                    out = await pipeline.process([raw_record(e) for e in events])
+                    now = datetime.now(UTC)
+                    for stage in stages:
+                        await stage.on_batch(out.readings, now)
+                except asyncio.CancelledError:
+                    gate.drop(events)
+                    raise
+                except Exception:  # noqa: BLE001 - a bug must stop the worker before anything is committed
+                    log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
+                    os._exit(70)
+                gate.release(pending())
+                flow.batch_done(len(events), started)
 
     @app.timer(interval=1.0)
     async def roll_sinks() -> None:
+        if flow.stopping:
+            return
         await pipeline.tick()
-        gate.release(pending())
+        if not in_flight.locked():
+            # Mid-batch, pending() cannot yet cover the batch's offsets: releasing now could
+            # ack them before they are processed. The agent releases after its batch.
+            gate.release(pending())
+
+    # Faust's eager rebalance revokes every partition, then assigns the new set. Buffers
+    # and held offsets of partitions that stay ours must survive it (the consumer goes on
+    # from where it was); only partitions that moved away are forgotten, once we know.
+    owned: set[TP] = set()
+    buffering = [*pipeline.buffering_sinks, *stages]
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **_: object) -> None:
-        mine = {tp for tp in revoked if tp.topic == settings.topics.readings}
-        gate.forget(mine)
-        for part in [*pipeline.buffering_sinks, *stages]:
-            part.forget_partitions({(tp.topic, tp.partition) for tp in mine})
+        for part in buffering:
+            part.pause()
         metrics.REBALANCES.inc()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
-        owned = {tp.partition for tp in assigned if tp.topic == settings.topics.readings}
-        flow.assigned(owned)
-        metrics.ASSIGNED_PARTITIONS.set(len(owned))
+        mine = {tp for tp in assigned if tp.topic == settings.topics.readings}
+        lost = owned - mine
+        gate.forget(lost)
+        for part in buffering:
+            part.forget_partitions({(tp.topic, tp.partition) for tp in lost})
+            part.resume()
+        owned.clear()
+        owned.update(mine)
+        flow.assigned({tp.partition for tp in mine})
+        metrics.ASSIGNED_PARTITIONS.set(len(mine))

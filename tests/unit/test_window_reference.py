@@ -62,7 +62,7 @@ def _windows(specs: list[tuple[str, int, int]], t: float) -> list[tuple[str, int
     return out
 
 
-def reference(events: list[Event], spec_texts: list[str]):
+def reference(events: list[Event], spec_texts: list[str], grace_s: float = GRACE_S):
     specs = [(s.name, s.size_s, s.step_s) for s in parse_specs(spec_texts)]
     devices: dict[str, _Device] = defaultdict(lambda: _Device(counted=set()))
     members: dict[tuple[str, str, int, int], list[Reading]] = defaultdict(list)
@@ -72,7 +72,7 @@ def reference(events: list[Event], spec_texts: list[str]):
         if event.reading is None:
             for dev in devices.values():
                 if dev.watermark is not None:
-                    dev.frontier = max(dev.frontier, dev.watermark + (now - dev.watermark_at) - GRACE_S)
+                    dev.frontier = max(dev.frontier, dev.watermark + (now - dev.watermark_at) - grace_s)
             outcomes.append(None)
             continue
         r = event.reading
@@ -92,7 +92,7 @@ def reference(events: list[Event], spec_texts: list[str]):
             outcomes.append((Outcome.PARTLY_LATE if closed else Outcome.ACCEPTED, closed))
             if dev.watermark is None or t > dev.watermark:
                 dev.watermark, dev.watermark_at = t, now
-                dev.frontier = max(dev.frontier, t - GRACE_S)
+                dev.frontier = max(dev.frontier, t - grace_s)
     return outcomes, members
 
 
