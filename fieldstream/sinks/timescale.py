@@ -32,6 +32,7 @@ from fieldstream.config.postgres import PostgresSettings
 from fieldstream.errors import RecordRejected, SinkUnavailable
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.migrations import migrate
+from fieldstream.sinks.pg import PERMANENT, TRANSIENT
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,6 @@ COLUMNS = (
     "firmware", "schema_id", "schema_version", "kafka_partition", "kafka_offset",
 )
 
-# Errors that mean "the database is not there right now": pause and retry.
-TRANSIENT = (
-    OSError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.InterfaceError,
-    TimeoutError,
-)
-# Errors that mean "this data can never go in": find the record, dead-letter it.
-PERMANENT = (
-    asyncpg.exceptions.DataError,
-    asyncpg.exceptions.IntegrityConstraintViolationError,
-)
 
 
 # json.dumps(metrics) builds a JSONEncoder and then a C encoder on every call; this is the same C

@@ -26,10 +26,12 @@ from fieldstream.schemas.files import parsed, schema_text, subject_for
 class TopicPublisher:
     """Keyed messages to one topic, durable (acks=all) once `flush` returns."""
 
-    def __init__(self, name: str, kafka: KafkaSettings, topic: str) -> None:
+    def __init__(self, name: str, kafka: KafkaSettings, topic: str,
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.name = name
         self.topic = topic
         self._kafka = kafka
+        self._extra = extra_config or {}
         self._producer: Producer | None = None
         self._errors: list[str] = []
         self.sent = 0
@@ -37,7 +39,7 @@ class TopicPublisher:
     async def start(self) -> None:
         self._producer = Producer({
             **self._kafka.confluent_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 10,
-            "compression.type": "zstd", "partitioner": "murmur2_random",
+            "compression.type": "zstd", "partitioner": "murmur2_random", **self._extra,
         })
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:

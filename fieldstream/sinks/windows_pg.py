@@ -14,8 +14,7 @@ from typing import Any
 import asyncpg
 
 from fieldstream.config.postgres import PostgresSettings
-from fieldstream.errors import SinkUnavailable
-from fieldstream.sinks.timescale import TRANSIENT
+from fieldstream.sinks.pg import PostgresWriter, unavailable_on_transient
 
 MEASURES = (
     "count", "sum", "mean", "min", "max", "variance", "stddev", "first_value", "first_time", "last_value",
@@ -52,39 +51,29 @@ CREATE INDEX IF NOT EXISTS {table_name(window)}_start ON {table_name(window)} (w
 """
 
 
-class WindowTableSink:
+class WindowTableSink(PostgresWriter):
     name = "windows_pg"
 
     def __init__(self, settings: PostgresSettings, windows: Iterable[str]) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.windows = list(windows)
-        self._pool: asyncpg.Pool | None = None
 
-    async def start(self) -> None:
-        try:
-            self._pool = await asyncpg.create_pool(**self.settings.connect_kwargs(), min_size=1, max_size=2,
-                                                   timeout=10, command_timeout=60)
-            async with self._pool.acquire() as conn:
-                for window in self.windows:
-                    await conn.execute(create_table_sql(window))
-        except TRANSIENT as e:
-            self._pool = None
-            raise SinkUnavailable(f"PostgreSQL: {type(e).__name__}: {e}") from e
+    async def on_connect(self, conn: asyncpg.Connection) -> None:
+        for window in self.windows:
+            await conn.execute(create_table_sql(window))
 
     async def write(self, aggregates: Sequence[dict[str, Any]]) -> None:
         """Upsert through COPY into a per-connection staging table (far cheaper than row-wise INSERTs)."""
         if not aggregates:
             return
-        if self._pool is None:
-            await self.start()
-        assert self._pool is not None
+        pool = await self.pool()
         by_window: dict[str, list[tuple]] = defaultdict(list)
         for agg in aggregates:
             by_window[agg["window"]].append(tuple(agg[c] for c in COLUMNS))
         columns = ", ".join(f'"{c}"' for c in COLUMNS)
         updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ("device_type", "window_end", *MEASURES))
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
+        with unavailable_on_transient():
+            async with pool.acquire() as conn, conn.transaction():
                 for window, rows in by_window.items():
                     table = table_name(window)
                     if window not in self.windows:  # a spec added since start
@@ -98,13 +87,3 @@ class WindowTableSink:
                         f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (device_id, metric, window_start) "
                         f"{columns} FROM {stage} ON CONFLICT (device_id, metric, window_start) DO UPDATE SET {updates}"
                     )
-        except TRANSIENT as e:
-            raise SinkUnavailable(f"PostgreSQL: {type(e).__name__}: {e}") from e
-
-    async def flush(self) -> None:
-        """Nothing is buffered."""
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None

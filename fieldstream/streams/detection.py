@@ -14,7 +14,7 @@ from fieldstream.schemas.files import ALERT_V1
 from fieldstream.sinks.alerts_pg import AlertTableSink
 from fieldstream.sinks.topic import AvroPublisher
 from fieldstream.streams.flow import FlowTracker
-from fieldstream.streams.windows import BytesTable
+from fieldstream.streams.tables import device_state_table
 
 # The offline timer runs only once the stream has flowed freely this long.
 STEADY_FOR = timedelta(seconds=30)
@@ -22,15 +22,8 @@ STEADY_FOR = timedelta(seconds=30)
 
 def attach_detection(app: faust.App, settings: Settings, pipeline: Pipeline, flow: FlowTracker) -> DetectionStage:
     partitions = settings.topics.partitions
-    table = app.Table(
-        "detector-state",
-        default=None,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        use_partitioner=True,
-        help="Per-device detector state (baselines, open alerts, last seen), pickled",
-    )
+    table = device_state_table(app, "detector-state", partitions,
+                               "Per-device detector state (baselines, open alerts, last seen), pickled")
     sim_prefix = settings.sim.id_prefix
 
     def geofence_for(device_id: str, device_type: str):  # noqa: ANN202 - a polygon or None
@@ -42,7 +35,7 @@ def attach_detection(app: faust.App, settings: Settings, pipeline: Pipeline, flo
 
     stage = DetectionStage(
         settings.detection,
-        BytesTable(table),
+        table,
         partitions,
         AvroPublisher("alerts_topic", settings.kafka, settings.registry, settings.topics.alerts, ALERT_V1),
         AlertTableSink(settings.pg),
