@@ -42,8 +42,12 @@ unit: install  ## unit tests only (no services)
 integration: stack  ## integration tests only
 	$(BIN)/python -m pytest -q tests/integration
 
-bench: stack  ## benchmarks (long; results appended to docs/BENCHMARKS.md)
-	$(BIN)/python bench/run_all.py
+.venv-quix/bin/python:
+	$(PYTHON) -m venv .venv-quix
+	.venv-quix/bin/pip install -q quixstreams fastavro
+
+bench: stack .venv-quix/bin/python  ## benchmarks (long; results appended to docs/BENCHMARKS.md)
+	$(BIN)/python bench/run_all.py --record
 
 reliability: stack  ## the full reliability run (long; results in docs/RELIABILITY.md)
 	$(BIN)/python bench/reliability.py

@@ -49,7 +49,8 @@ def machine_facts() -> dict[str, str]:
 
 
 #: Quix Streams pins confluent-kafka < 2.13, older than fieldstream's, so it lives in a virtualenv of its own.
-QUIX_PYTHON = "/tmp/fs/quix-venv/bin/python"
+# Quix Streams pins other confluent-kafka/pydantic versions: it gets a virtualenv of its own (make bench).
+QUIX_PYTHON = str(ROOT / ".venv-quix" / "bin" / "python")
 
 
 def quix_versions(python: str = QUIX_PYTHON) -> dict[str, str]:
