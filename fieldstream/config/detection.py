@@ -92,6 +92,7 @@ class DetectionSettings(Section):
     offline_k: float = Field(
         5.0, gt=1, description="Silent for k × its interval means offline (k - 1 lost readings in a row do not)"
     )
+    offline_check_s: float = Field(5.0, gt=0, description="How often the worker looks for silent devices")
     offline_min_readings: int = Field(5, ge=2, description="Readings before a device's interval is trusted")
     expected_interval_s: dict[str, float] = Field(
         default_factory=dict,
