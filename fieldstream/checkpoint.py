@@ -86,6 +86,14 @@ class CheckpointedStates(Generic[S]):
         self._last = time.monotonic()
         return n
 
+    def write_now(self, device_ids: Iterable[str]) -> None:
+        """Checkpoint these states at once: they just published something (closed windows,
+        alerts) that a restart from an older checkpoint would publish a second time."""
+        for device_id in device_ids:
+            state = self._cache.get(device_id)
+            if state is not None:
+                self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
     def pending_low_offsets(self) -> dict[tuple[str, int], int]:
         return dict(self._pending)
 

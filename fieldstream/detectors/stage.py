@@ -121,5 +121,6 @@ class DetectionStage:
         records = [e.to_record() for e in events]
         await self.retry(self.publisher.name, self.publisher.publish, records)
         await self.retry(self.table_sink.name, self.table_sink.write, records)
+        self.states.write_now({r["device_id"] for r in records})
         for r in records:
             metrics.ALERTS.labels(r["detector"], r["severity"], r["state"]).inc()

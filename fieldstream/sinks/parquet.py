@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -163,18 +164,49 @@ class ParquetSink:
         self.files_written += 1
 
     def _discard_uncommitted(self, topic: str, partition: int, start: int) -> None:
-        """Delete files of this partition at or after `start`: they were never committed."""
+        """Undo what was written of this partition from offset `start` on: it was never committed.
+
+        Files starting at or after `start` are deleted. A file that starts before it
+        but reaches past it (the commit point can fall inside a written file, since
+        window and detector checkpoints also hold offsets back) is rewritten with
+        only its rows below `start`.
+        """
         pattern = _file_pattern(topic, partition)
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+            for info in infos:
+                m = pattern.match(info.base_name)
+                if not m:
+                    continue
+                if int(m.group(1)) >= start or m.group(2):
+                    log.info("parquet: removing %s (uncommitted, from before offset %d of %s[%d])",
+                             info.path, start, topic, partition)
+                    self.fs.delete_file(info.path)
+                elif _max_offset(self.fs, info.path) >= start:
+                    self._truncate(info.path, start)
         except OSError as e:
-            raise SinkUnavailable(f"Parquet: cannot list {self.root}: {e}") from e
-        for info in infos:
-            m = pattern.match(info.base_name)
-            if m and (int(m.group(1)) >= start or m.group(2)):
-                log.info("parquet: removing %s (uncommitted, from before offset %d of %s[%d])",
-                         info.path, start, topic, partition)
-                self.fs.delete_file(info.path)
+            raise SinkUnavailable(f"Parquet: cannot clean up {self.root} for {topic}[{partition}]: {e}") from e
+
+    def _truncate(self, path: str, start: int) -> None:
+        table = pq.read_table(path, filesystem=self.fs)
+        kept = table.filter(pc.less(table["kafka_offset"], start))
+        log.info("parquet: rewriting %s without its %d uncommitted rows (offset %d on)",
+                 path, table.num_rows - kept.num_rows, start)
+        directory, name = path.rsplit("/", 1)
+        tmp = f"{directory}/.{name}.tmp"
+        pq.write_table(kept, tmp, filesystem=self.fs, compression=self.settings.compression,
+                       row_group_size=self.settings.row_group_rows)
+        if self.local and self.settings.fsync:
+            _fsync(tmp)
+        self.fs.move(tmp, path)
+
+
+def _max_offset(fs: pafs.FileSystem, path: str) -> int:
+    """The highest Kafka offset in a file, from its row-group statistics (no data read)."""
+    with fs.open_input_file(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    column = meta.schema.names.index("kafka_offset")
+    return max(meta.row_group(i).column(column).statistics.max for i in range(meta.num_row_groups))
 
 
 def _as_uri(path: str) -> str:

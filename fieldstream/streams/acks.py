@@ -8,26 +8,55 @@ failed batch is never committed by take_events. The messages are acked
 checkpoints) report their partition durable past the message's offset; the
 agent never releases while a batch is in flight, since its offsets are not
 yet covered by what the buffering parts report.
+
+Contiguity. faust-streaming 0.15 can drop records fetched for a partition
+while a rebalance suspends the flow, mark them read, and later commit past
+them (seen in the scaling test: readings in neither sink nor the dead-letter
+topic, offsets committed). So the gate also checks that each partition's
+offsets arrive without holes: the newest contiguous message of a partition
+is never released (its successor has not been seen yet), and a hole makes
+the gate hold everything from it on and ask for a seek back to its start,
+so the skipped records are read again before anything past them is committed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from faust.types import TP, AppT, EventT
 from faust.types.tuples import Message
+
+log = logging.getLogger(__name__)
 
 
 class AckGate:
     def __init__(self, app: AppT) -> None:
         self.app = app
         self._held: dict[TP, deque[Message]] = {}
+        self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
+        self.holes: dict[TP, int] = {}  # partitions to seek back: first missing offset
 
     def hold(self, events: list[EventT]) -> None:
         for event in events:
             message = event.message
             message.incref()
-            self._held.setdefault(message.tp, deque()).append(message)
+            tp = message.tp
+            self._held.setdefault(tp, deque()).append(message)
+            expected = self._expected.get(tp)
+            if expected is None or message.offset == expected:
+                self._expected[tp] = message.offset + 1
+            elif message.offset > expected and tp not in self.holes:
+                log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
+                          "before committing past %d", expected, message.offset - 1, tp.topic, tp.partition,
+                          expected - 1)
+                self.holes[tp] = expected
+            # message.offset < expected: read again after a seek; acked like any other.
+
+    def rewound(self, tp: TP, offset: int) -> None:
+        """The consumer was sent back to `offset`: the stream resumes contiguously from there."""
+        self.holes.pop(tp, None)
+        self._expected[tp] = offset
 
     def drop(self, events: list[EventT]) -> None:
         """A batch that will not be processed here: never ack it; the next owner reads it again."""
@@ -37,16 +66,22 @@ class AckGate:
             if queue:
                 self._held[tp] = deque(m for m in queue if id(m) not in dropped)
 
-    def release(self, pending_low: dict[tuple[str, int], int]) -> int:
+    def release(self, pending_low: dict[tuple[str, int], int], final: bool = False) -> int:
         """Ack held messages below each partition's lowest pending offset; returns how many.
 
-        A dropped or forgotten message blocks nothing: Faust commits only contiguous acks,
-        so offsets after it stay uncommitted anyway until it is read again.
+        Only messages whose successor was seen (offset < expected - 1) go, unless `final`
+        (a clean stop, when no later record can reveal a hole). Nothing goes at or past a hole.
         """
         released = 0
         for tp, queue in self._held.items():
             low = pending_low.get((tp.topic, tp.partition))
-            while queue and (low is None or queue[0].offset < low):
+            limit = self._expected.get(tp, 0) - (0 if final else 1)
+            hole = self.holes.get(tp)
+            if hole is not None:
+                limit = min(limit, hole - 1)
+            if low is not None:
+                limit = min(limit, low)
+            while queue and queue[0].offset < limit:
                 queue.popleft().ack(self.app.consumer)
                 released += 1
         return released
@@ -55,6 +90,8 @@ class AckGate:
         """Partitions taken from this worker: their messages must never be acked by us."""
         for tp in tps:
             self._held.pop(tp, None)
+            self._expected.pop(tp, None)
+            self.holes.pop(tp, None)
 
     @property
     def held(self) -> int:

@@ -114,7 +114,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             for stage in stages:
                 await stage.close()
             await pipeline.close()
-            gate.release(pending())  # what the last flushes made durable goes into Faust's final commit
+            gate.release(pending(), final=True)  # what the last flushes made durable: Faust's final commit
 
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -138,6 +138,9 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 except Exception:  # noqa: BLE001 - a bug must stop the worker before anything is committed
                     log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
                     os._exit(70)
+                for tp, offset in list(gate.holes.items()):
+                    await app.consumer.seek(tp, offset)
+                    gate.rewound(tp, offset)
                 gate.release(pending())
                 flow.batch_done(len(events), started)
 

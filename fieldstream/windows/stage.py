@@ -123,6 +123,7 @@ class WindowStage:
             return
         await self.retry(self.publisher.name, self.publisher.publish, finals)
         await self.retry(self.table_sink.name, self.table_sink.write, finals)
+        self.states.write_now({agg["device_id"] for agg in finals})
         for agg in finals:
             metrics.WINDOW_CLOSES.labels(agg["window"]).inc()
 
