@@ -146,7 +146,7 @@ class KafkaService:
         self.install()
         pid = process.read_pid(self.pid_file)
         if pid is None:
-            if process.port_open(self.settings.host, self.settings.kafka_port):
+            if not process.wait_port_free(self.settings.host, self.settings.kafka_port):
                 raise StackError(
                     f"kafka: port {self.settings.kafka_port} is taken by another process; "
                     "set FIELDSTREAM_STACK_KAFKA_PORT"

@@ -126,7 +126,7 @@ class PostgresService:
         self.install()
         self._init_cluster()
         if self.pid() is None:
-            if process.port_open(self.settings.host, self.settings.postgres_port):
+            if not process.wait_port_free(self.settings.host, self.settings.postgres_port):
                 raise StackError(
                     f"postgres: port {self.settings.postgres_port} is taken by another process; "
                     "set FIELDSTREAM_STACK_POSTGRES_PORT"

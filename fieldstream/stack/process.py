@@ -113,3 +113,13 @@ def run(argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, cw
         tail = (proc.stdout + proc.stderr)[-3000:]
         raise StackError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{tail}")
     return proc.stdout
+
+
+def wait_port_free(host: str, port: int, timeout_s: float = 15.0) -> bool:
+    """A server just killed may hold its port for a moment; True once nothing answers on it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not port_open(host, port):
+            return True
+        time.sleep(0.3)
+    return False

@@ -90,7 +90,7 @@ class RegistryService:
         self.install()
         pid = process.read_pid(self.pid_file)
         if pid is None:
-            if process.port_open(self.settings.host, self.settings.registry_port):
+            if not process.wait_port_free(self.settings.host, self.settings.registry_port):
                 raise StackError(
                     f"registry: port {self.settings.registry_port} is taken by another process; "
                     "set FIELDSTREAM_STACK_REGISTRY_PORT"

@@ -53,6 +53,11 @@ class AckGate:
                 self.holes[tp] = expected
             # message.offset < expected: read again after a seek; acked like any other.
 
+    def starts_at(self, tp: TP, offset: int) -> None:
+        """A partition newly ours is read from `offset` (the committed one): expect exactly that."""
+        if tp not in self._expected:
+            self._expected[tp] = offset
+
     def rewound(self, tp: TP, offset: int) -> None:
         """The consumer was sent back to `offset`: the stream resumes contiguously from there."""
         self.holes.pop(tp, None)
@@ -70,12 +75,15 @@ class AckGate:
         """Ack held messages below each partition's lowest pending offset; returns how many.
 
         Only messages whose successor was seen (offset < expected - 1) go, unless `final`
-        (a clean stop, when no later record can reveal a hole). Nothing goes at or past a hole.
+        (a clean stop) or the partition's newest message is the last one in the log (no
+        later record can reveal a hole). Nothing goes at or past a hole.
         """
         released = 0
         for tp, queue in self._held.items():
             low = pending_low.get((tp.topic, tp.partition))
-            limit = self._expected.get(tp, 0) - (0 if final else 1)
+            expected = self._expected.get(tp, 0)
+            at_end = final or self._highwater(tp) <= expected
+            limit = expected - (0 if at_end else 1)
             hole = self.holes.get(tp)
             if hole is not None:
                 limit = min(limit, hole - 1)
@@ -85,6 +93,12 @@ class AckGate:
                 queue.popleft().ack(self.app.consumer)
                 released += 1
         return released
+
+    def _highwater(self, tp: TP) -> int:
+        try:
+            return self.app.consumer.highwater(tp) or 0
+        except Exception:  # noqa: BLE001 - unknown yet: assume more is coming
+            return 1 << 62
 
     def forget(self, tps: set[TP]) -> None:
         """Partitions taken from this worker: their messages must never be acked by us."""

@@ -170,6 +170,16 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
         mine = {tp for tp in assigned if tp.topic == settings.topics.readings}
         lost = owned - mine
+        for tp in mine - owned:
+            # Where the consumer will start: the first record must be exactly that one
+            # (Faust can drop records fetched during the rebalance; see streams/acks.py).
+            try:
+                position = await app.consumer.position(tp)
+            except Exception:  # noqa: BLE001 - no position yet: the first record sets the expectation
+                log.warning("ingest: no start position for %s[%d] yet", tp.topic, tp.partition)
+                continue
+            if position is not None:
+                gate.starts_at(tp, position)
         gate.forget(lost)
         for part in buffering:
             part.forget_partitions({(tp.topic, tp.partition) for tp in lost})

@@ -129,3 +129,15 @@ async def test_write_error_raises_sink_unavailable_keeps_rows_and_recovers(tmp_p
     await s.flush()
     assert dataset_rows(tmp_path).num_rows == 3
     assert s.pending_low_offsets() == {}
+
+
+async def test_replay_from_inside_a_written_file_keeps_only_its_committed_rows(tmp_path):
+    first = sink(tmp_path, roll_rows=8)
+    await first.start()
+    await first.write(readings(8))  # offsets 0..7 in one file; the commit point stopped at 5
+    replay = sink(tmp_path)
+    await replay.start()
+    await replay.write(readings(5, start_offset=5))  # the next owner starts at the committed offset
+    await replay.flush()
+    offsets = sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist())
+    assert offsets == list(range(10))
