@@ -106,13 +106,21 @@ def tail(severity: str | None, devices: tuple[str, ...], detectors: tuple[str, .
     printed = 0
     warned: set[str] = set()  # e.g. "topic not available yet" repeats on every metadata refresh
     last_message = time.monotonic()
-    consumer.subscribe([topic])
+    assigned = False
+
+    def on_assign(consumer_: Consumer, partitions: list) -> None:
+        # Idle time counts from when we can actually read: joining a group on a freshly
+        # started broker can take longer than the idle timeout.
+        nonlocal assigned, last_message
+        assigned, last_message = True, time.monotonic()
+
+    consumer.subscribe([topic], on_assign=on_assign)
     try:
         with stop_on_sigint() as should_stop:
             while not should_stop() and (limit is None or printed < limit):
                 msg = consumer.poll(0.5)
                 if msg is None:
-                    if idle_timeout and time.monotonic() - last_message >= idle_timeout:
+                    if idle_timeout and assigned and time.monotonic() - last_message >= idle_timeout:
                         break
                     continue
                 last_message = time.monotonic()

@@ -129,7 +129,7 @@ class DetectionSettings(Section):
     drift_adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence")
 
     # Evaluation (`fieldstream evaluate`).
-    nab_path: Path = Field(Path("../shared/data/nab"), description="Labelled NAB series (relative to the repo)")
+    nab_path: Path = Field(Path("examples/data/nab"), description="Labelled NAB series shipped with the repo")
     eval_tolerance_s: float = Field(
         600.0, ge=0, description="An alert up to this long after a labelled window still detects it"
     )
