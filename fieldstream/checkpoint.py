@@ -9,10 +9,11 @@ has not seen. Shared by the window and detection stages.
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import time
-from collections.abc import Callable, Iterable, MutableMapping
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from fieldstream.partitioning import partition_for
 
@@ -106,3 +107,48 @@ class CheckpointedStates(Generic[S]):
             self._dirty.discard(device_id)
         for tp in partitions:
             self._pending.pop(tp, None)
+
+
+Retry = Callable[..., Awaitable[Any]]
+
+
+async def no_retry(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return await fn(*args)
+
+
+class DeviceStateStage(Generic[S]):
+    """What the window and detection stages share: checkpointed states, their outputs, one lock.
+
+    The lock keeps a checkpoint from capturing a state whose results are still being emitted.
+    """
+
+    name = "stage"
+
+    def __init__(self, store: MutableMapping[str, bytes], partitions: int, checkpoint_s: float,
+                 outputs: Sequence[Any], retry: Retry = no_retry) -> None:
+        self.states: CheckpointedStates[S] = CheckpointedStates(store, partitions, checkpoint_s)
+        self.outputs = tuple(outputs)
+        self.retry = retry
+        self._busy = asyncio.Lock()
+
+    async def start(self) -> None:
+        for part in self.outputs:
+            await self.retry(part.name, part.start)
+
+    async def close(self) -> None:
+        async with self._busy:
+            self.states.checkpoint()  # a clean stop hands over current state
+        for part in self.outputs:
+            await part.close()
+
+    def pending_low_offsets(self) -> dict[tuple[str, int], int]:
+        return self.states.pending_low_offsets()
+
+    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        self.states.forget_partitions(partitions)
+
+    def pause(self) -> None:
+        self.states.pause()
+
+    def resume(self) -> None:
+        self.states.resume()

@@ -9,14 +9,13 @@ alerts topic and to PostgreSQL, idempotent there on (alert_id, state).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from fieldstream import metrics
-from fieldstream.checkpoint import CheckpointedStates
+from fieldstream.checkpoint import DeviceStateStage, Retry, no_retry
 from fieldstream.config.detection import DetectionSettings
 from fieldstream.detectors.alerts import AlertEvent
 from fieldstream.detectors.engine import DeviceEngine, HalfSpaceModels
@@ -24,12 +23,8 @@ from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.alerts_pg import AlertTableSink
 from fieldstream.sinks.topic import AvroPublisher
 
-Retry = Callable[..., Awaitable[Any]]
 GeofenceLookup = Callable[[str, str], Any]
 
-
-async def _no_retry(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return await fn(*args)
 
 
 def seen_at(reading: Reading) -> datetime | None:
@@ -38,31 +33,19 @@ def seen_at(reading: Reading) -> datetime | None:
     return datetime.fromtimestamp(ts / 1000, UTC) if ts else None
 
 
-class DetectionStage:
+class DetectionStage(DeviceStateStage[DeviceEngine]):
     name = "detection"
 
     def __init__(self, settings: DetectionSettings, store: MutableMapping[str, bytes], partitions: int,
-                 publisher: AvroPublisher, table_sink: AlertTableSink, retry: Retry = _no_retry,
+                 publisher: AvroPublisher, table_sink: AlertTableSink, retry: Retry = no_retry,
                  checkpoint_s: float = 5.0, geofence_for: GeofenceLookup | None = None) -> None:
+        super().__init__(store, partitions, checkpoint_s, (publisher, table_sink), retry)
         self.settings = settings
-        self.states: CheckpointedStates[DeviceEngine] = CheckpointedStates(store, partitions, checkpoint_s)
         self.models = HalfSpaceModels(settings)
         self.publisher = publisher
         self.table_sink = table_sink
-        self.retry = retry
         self.geofence_for = geofence_for
-        self._busy = asyncio.Lock()
         self._last_offline_check = 0.0
-
-    async def start(self) -> None:
-        for part in (self.publisher, self.table_sink):
-            await self.retry(part.name, part.start)
-
-    async def close(self) -> None:
-        async with self._busy:
-            self.states.checkpoint()  # a clean stop hands over current state
-        for part in (self.publisher, self.table_sink):
-            await part.close()
 
     def engine(self, device_id: str, device_type: str = "") -> DeviceEngine:
         def create() -> DeviceEngine:
@@ -70,18 +53,6 @@ class DetectionStage:
             return DeviceEngine.from_settings(self.settings, device_id, device_type, polygon)
 
         return self.states.get(device_id, create)
-
-    def pending_low_offsets(self) -> dict[tuple[str, int], int]:
-        return self.states.pending_low_offsets()
-
-    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
-        self.states.forget_partitions(partitions)
-
-    def pause(self) -> None:
-        self.states.pause()
-
-    def resume(self) -> None:
-        self.states.resume()
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
         async with self._busy:

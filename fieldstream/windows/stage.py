@@ -9,25 +9,20 @@ PostgreSQL) rather than losing them.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from fieldstream import metrics
-from fieldstream.checkpoint import CheckpointedStates
+from fieldstream.checkpoint import DeviceStateStage, Retry, no_retry
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.topic import AvroPublisher, TopicPublisher
 from fieldstream.sinks.windows_pg import WindowTableSink
 from fieldstream.windows.engine import LateMetric, WindowEngine
 from fieldstream.windows.state import DeviceWindows
 
-Retry = Callable[..., Awaitable[Any]]
 LATE_PREFIX = "fieldstream.late."
 
-
-async def _no_retry(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return await fn(*args)
 
 
 def late_headers(late: Sequence[LateMetric]) -> list[tuple[str, bytes]]:
@@ -37,48 +32,23 @@ def late_headers(late: Sequence[LateMetric]) -> list[tuple[str, bytes]]:
             (LATE_PREFIX + "windows", ",".join(windows).encode())]
 
 
-class WindowStage:
+class WindowStage(DeviceStateStage[DeviceWindows]):
     name = "windows"
 
     def __init__(self, engine: WindowEngine, store: MutableMapping[str, bytes], partitions: int,
                  publisher: AvroPublisher, table_sink: WindowTableSink, late: TopicPublisher,
-                 retry: Retry = _no_retry, checkpoint_s: float = 5.0) -> None:
+                 retry: Retry = no_retry, checkpoint_s: float = 5.0) -> None:
+        super().__init__(store, partitions, checkpoint_s, (publisher, table_sink, late), retry)
         self.engine = engine
-        self.states: CheckpointedStates[DeviceWindows] = CheckpointedStates(store, partitions, checkpoint_s)
         self.publisher = publisher
         self.table_sink = table_sink
         self.late = late
-        self.retry = retry
-        # A checkpoint must never capture a state whose closed windows are still being emitted.
-        self._busy = asyncio.Lock()
-
-    async def start(self) -> None:
-        for part in (self.publisher, self.table_sink, self.late):
-            await self.retry(part.name, part.start)
-
-    async def close(self) -> None:
-        async with self._busy:
-            self.states.checkpoint()  # a clean stop hands over current state
-        for part in (self.publisher, self.table_sink, self.late):
-            await part.close()
 
     def state(self, device_id: str, device_type: str = "") -> DeviceWindows:
         return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type))
 
     def checkpoint(self) -> int:
         return self.states.checkpoint()
-
-    def pending_low_offsets(self) -> dict[tuple[str, int], int]:
-        return self.states.pending_low_offsets()
-
-    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
-        self.states.forget_partitions(partitions)
-
-    def pause(self) -> None:
-        self.states.pause()
-
-    def resume(self) -> None:
-        self.states.resume()
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
         async with self._busy:
