@@ -116,7 +116,7 @@ class Pipeline:
                     out.dead.append(DeadLetter(rec, "validate", e.reason, type(e).__name__, str(e),
                                                reading.schema_id, reading.index if len(readings) > 1 else None))
                     continue
-                if self.dedup.is_duplicate(reading.device_id, reading.seq):
+                if self.dedup.is_duplicate(reading.device_id, reading.seq, (rec.topic, rec.partition)):
                     out.duplicates += 1
                     continue
                 out.readings.append(reading)
@@ -162,6 +162,13 @@ class Pipeline:
                 break
         metrics.SINK_BATCH_SIZE.labels(sink.name).observe(len(batch))
         metrics.SINK_FLUSH_SECONDS.labels(sink.name).observe(time.perf_counter() - started)
+
+    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        """Partitions taken from this worker: their readings are the next owner's (and ours again if
+        they come back, replayed from the committed offset), so nothing of them counts as seen."""
+        self.dedup.forget_partitions(partitions)
+        for sink in self.buffering_sinks:
+            sink.forget_partitions(partitions)
 
     async def tick(self) -> None:
         for sink in self.buffering_sinks:

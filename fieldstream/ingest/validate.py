@@ -61,17 +61,27 @@ class Validator:
 
 
 class RecentSeqs:
-    """Remembers the last `size` sequence numbers of each device to drop duplicates."""
+    """Remembers the last `size` sequence numbers of each device to drop duplicates.
+
+    Kept per Kafka partition (a device's readings all land in one), so a worker
+    that loses a partition forgets its devices: if the partition comes back, the
+    readings replayed from its committed offset are new work for the buffering
+    sinks and stages (whose uncommitted state was dropped with the partition),
+    not duplicates.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._seen: dict[str, tuple[deque[int], set[int]]] = {}
+        self._seen: dict[tuple[str, int], dict[str, tuple[deque[int], set[int]]]] = {}
 
-    def is_duplicate(self, device_id: str, seq: int) -> bool:
+    def is_duplicate(self, device_id: str, seq: int, partition: tuple[str, int] = ("", 0)) -> bool:
         """True if (device_id, seq) was seen recently; otherwise remember it."""
-        entry = self._seen.get(device_id)
+        devices = self._seen.get(partition)
+        if devices is None:
+            devices = self._seen[partition] = {}
+        entry = devices.get(device_id)
         if entry is None:
-            entry = self._seen[device_id] = (deque(), set())
+            entry = devices[device_id] = (deque(), set())
         order, members = entry
         if seq in members:
             return True
@@ -80,3 +90,7 @@ class RecentSeqs:
         if len(order) > self.size:
             members.discard(order.popleft())
         return False
+
+    def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self._seen.pop(tp, None)

@@ -61,8 +61,10 @@ class ParquetSink:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         # (topic, partition, event date, event hour) → open buffer
         self._buffers: dict[tuple[str, int, date, int], _Buffer] = {}
-        # (topic, partition) → highest (offset, index) appended (retries must not append twice)
-        self._appended: dict[tuple[str, int], tuple[int, int]] = {}
+        # partitions whose uncommitted files were cleaned up since they became ours
+        self._started: set[tuple[str, int]] = set()
+        # (id of a batch, rows of it buffered) while a write is incomplete: its retry must not append twice
+        self._unfinished: tuple[int, int] | None = None
         self.files_written = 0
         self._paused = False
 
@@ -73,18 +75,18 @@ class ParquetSink:
     async def write(self, batch: Sequence[Reading]) -> None:
         # The hot loop of the sink: locals only, and the event hour taken from the datetime's fields
         # (its date is formatted once per file, in _write_file, not once per reading).
-        buffers, appended = self._buffers, self._appended
+        buffers, started = self._buffers, self._started
         roll_rows = self.settings.roll_rows
-        for r in batch:
+        # A batch retried after a failed file write goes on from where it stopped.
+        first = self._unfinished[1] if self._unfinished and self._unfinished[0] == id(batch) else 0
+        self._unfinished = (id(batch), first)
+        for i in range(first, len(batch)):
+            r = batch[i]
             topic, partition, offset = r.topic, r.partition, r.offset
             tp = (topic, partition)
-            position = (offset, r.index)
-            last = appended.get(tp)
-            if last is None:
+            if tp not in started:
                 self._discard_uncommitted(topic, partition, offset)
-            elif position <= last:
-                continue  # a retried batch: already buffered
-            appended[tp] = position
+                started.add(tp)
             t = r.event_time
             key = (topic, partition, t.date(), t.hour)
             buf = buffers.get(key)
@@ -92,10 +94,12 @@ class ParquetSink:
                 buf = buffers[key] = _Buffer(start_offset=offset, opened_at=time.monotonic())
             rows = buf.rows
             rows.append(r)
+            self._unfinished = (id(batch), i + 1)
             if len(rows) >= roll_rows and not self._paused:
                 self._write_file(key, buf)
                 del buffers[key]
         self._roll(force=False)
+        self._unfinished = None
 
     async def tick(self) -> None:
         """Write the buffers that have aged out, even when no new data arrives."""
@@ -125,8 +129,7 @@ class ParquetSink:
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
             del self._buffers[key]
-        for tp in partitions:
-            self._appended.pop(tp, None)
+        self._started -= partitions
 
     def _roll(self, *, force: bool) -> None:
         if self._paused and not force:

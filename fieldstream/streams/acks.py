@@ -36,6 +36,7 @@ class AckGate:
         self._held: dict[TP, deque[Message]] = {}
         self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
         self.holes: dict[TP, int] = {}  # partitions to seek back: first missing offset
+        self._unconfirmed: set[TP] = set()  # newly ours, start offset not yet known: release nothing
 
     def hold(self, events: list[EventT]) -> None:
         for event in events:
@@ -53,10 +54,35 @@ class AckGate:
                 self.holes[tp] = expected
             # message.offset < expected: read again after a seek; acked like any other.
 
-    def starts_at(self, tp: TP, offset: int) -> None:
-        """A partition newly ours is read from `offset` (the committed one): expect exactly that."""
-        if tp not in self._expected:
+    def never_ack(self, events: list[EventT]) -> None:
+        """Messages of a partition no longer ours: pinned so take_events cannot ack them."""
+        for event in events:
+            event.message.incref()
+
+    def expect_start(self, tps: set[TP]) -> None:
+        """Partitions newly ours: nothing of them is released until `starts_at` says where they begin."""
+        self._unconfirmed |= tps
+
+    def starts_at(self, tp: TP, offset: int | None) -> None:
+        """A partition newly ours is read from `offset` (the committed one).
+
+        Records may already be held (the agent runs while the position is looked up):
+        if the first of them is past `offset`, the records between never reached the
+        stream and are read again. None (the position could not be read) trusts the
+        first record.
+        """
+        self._unconfirmed.discard(tp)
+        if offset is None:
+            return
+        queue = self._held.get(tp)
+        if not queue and tp not in self._expected:
             self._expected[tp] = offset
+            return
+        first = queue[0].offset if queue else self._expected[tp]
+        if first > offset and tp not in self.holes:
+            log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
+                      "before committing past %d", offset, first - 1, tp.topic, tp.partition, offset - 1)
+            self.holes[tp] = offset
 
     def rewound(self, tp: TP, offset: int) -> None:
         """The consumer was sent back to `offset`: the stream resumes contiguously from there."""
@@ -80,6 +106,8 @@ class AckGate:
         """
         released = 0
         for tp, queue in self._held.items():
+            if tp in self._unconfirmed:
+                continue
             low = pending_low.get((tp.topic, tp.partition))
             expected = self._expected.get(tp, 0)
             at_end = final or self._highwater(tp) <= expected
@@ -106,6 +134,7 @@ class AckGate:
             self._held.pop(tp, None)
             self._expected.pop(tp, None)
             self.holes.pop(tp, None)
+            self._unconfirmed.discard(tp)
 
     @property
     def held(self) -> int:

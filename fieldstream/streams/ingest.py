@@ -27,12 +27,15 @@ from fieldstream.sinks.dlq import DeadLetterSink
 from fieldstream.sinks.parquet import ParquetSink
 from fieldstream.sinks.timescale import TimescaleSink
 from fieldstream.streams.acks import AckGate
+from fieldstream.streams.ownership import Ownership
 from fieldstream.streams.flow import FlowTracker
 
 log = logging.getLogger(__name__)
 
 # On stop, how long to wait for the batch in flight before closing the sinks under it.
 STOP_WAIT_S = 20.0
+# How long to wait for a newly assigned partition's start position.
+POSITION_TIMEOUT_S = 30.0
 
 
 class Stage(Protocol):
@@ -79,6 +82,7 @@ def raw_record(event: EventT) -> RawRecord:
 def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages: list[Stage],
                   flow: FlowTracker) -> None:
     gate = AckGate(app)
+    ownership = Ownership()
     readings = app.topic(settings.topics.readings, partitions=settings.topics.partitions)
     # Held while a batch is processed. Faust stops this service without waiting for the
     # agent (stream_wait_empty=False), so closing waits here for the batch in flight;
@@ -121,10 +125,18 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
             # Held from the start: take_events acks a batch even when its processing is
             # cancelled (shutdown) or fails; a held message is never committed by that.
-            gate.hold(events)
+            taken_in = ownership.generation
+            owned, strays = ownership.split(events, taken_in)
+            gate.hold(owned)
+            gate.never_ack(strays)  # records of a partition that moved away: the new owner's
             async with in_flight:
                 if flow.stopping:
-                    gate.drop(events)  # the sinks are closing: never committed, read again by the next owner
+                    gate.drop(owned)  # the sinks are closing: never committed, read again by the next owner
+                    continue
+                # A rebalance may have run while we waited: what moved away is the new owner's
+                # (the gate forgot those messages, so they are never acked here).
+                events, _ = ownership.split(owned, taken_in)
+                if not events:
                     continue
                 started = time.monotonic()
                 try:
@@ -157,7 +169,10 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
     # Faust's eager rebalance revokes every partition, then assigns the new set. Buffers
     # and held offsets of partitions that stay ours must survive it (the consumer goes on
     # from where it was); only partitions that moved away are forgotten, once we know.
-    owned: set[TP] = set()
+    # The batch in flight finishes before the revocation returns, and no batch starts
+    # until the new assignment is known: a batch of a partition that has moved must not
+    # write its buffers or state after we forget them (that would write files and state
+    # of a partition another worker now owns).
     buffering = [*pipeline.buffering_sinks, *stages]
 
     @app.on_partitions_revoked.connect
@@ -165,26 +180,32 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         for part in buffering:
             part.pause()
         metrics.REBALANCES.inc()
+        if not flow.stopping:  # stopping holds the lock for good
+            await ownership.block(in_flight)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
         mine = {tp for tp in assigned if tp.topic == settings.topics.readings}
-        lost = owned - mine
-        for tp in mine - owned:
-            # Where the consumer will start: the first record must be exactly that one
-            # (Faust can drop records fetched during the rebalance; see streams/acks.py).
-            try:
-                position = await app.consumer.position(tp)
-            except Exception:  # noqa: BLE001 - no position yet: the first record sets the expectation
-                log.warning("ingest: no start position for %s[%d] yet", tp.topic, tp.partition)
-                continue
-            if position is not None:
-                gate.starts_at(tp, position)
+        lost, new = ownership.owned - mine, mine - ownership.owned
         gate.forget(lost)
+        gate.expect_start(new)
+        gone = {(tp.topic, tp.partition) for tp in lost}
+        pipeline.forget_partitions(gone)
+        for stage in stages:
+            stage.forget_partitions(gone)
         for part in buffering:
-            part.forget_partitions({(tp.topic, tp.partition) for tp in lost})
             part.resume()
-        owned.clear()
-        owned.update(mine)
+        ownership.assigned(mine, in_flight)  # batches run again from here
         flow.assigned({tp.partition for tp in mine})
         metrics.ASSIGNED_PARTITIONS.set(len(mine))
+        # Where the consumer starts each new partition: its first record must be exactly that one
+        # (Faust can drop records fetched during the rebalance; see streams/acks.py). Looked up
+        # after batches run again: the lookup can wait for the fetcher, which waits for the agent.
+        for tp in new:
+            try:
+                position = await asyncio.wait_for(app.consumer.position(tp), POSITION_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - no position: the first record sets the expectation
+                log.warning("ingest: no start position for %s[%d]; trusting its first record",
+                            tp.topic, tp.partition)
+                position = None
+            gate.starts_at(tp, position)

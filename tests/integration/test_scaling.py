@@ -23,7 +23,7 @@ from fieldstream.devices import DeviceProducer
 from fieldstream.schemas.admin import register_bundled
 from fieldstream.topics import ensure_topics
 
-from .harness import Scenario, Worker, metric_total, wait_for
+from .harness import FAST_FAILOVER_ENV, Scenario, Worker, metric_total, wait_for
 from .test_sink_faults import lake_counts
 from .windows_support import pg
 
@@ -31,9 +31,7 @@ PARTITIONS = 6
 DEVICES = 30
 READINGS = 2400
 PRODUCE_S = 60.0
-# Faust's own setting (read from the environment by Faust): a SIGKILLed member's partitions
-# move after this many seconds instead of the default 60, to keep the test short.
-WORKER_ENV = {"BROKER_SESSION_TIMEOUT": "15"}
+WORKER_ENV = FAST_FAILOVER_ENV
 
 
 @pytest.fixture

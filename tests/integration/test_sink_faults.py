@@ -12,7 +12,7 @@ from fieldstream.devices import DeviceProducer
 from fieldstream.stack.postgres import PostgresService
 
 from .conftest import pg_fetch
-from .harness import Worker, wait_for
+from .harness import FAST_FAILOVER_ENV, Worker, wait_for
 
 
 def produce(settings, prefix: str, n: int, devices: int = 20, pace_s: float = 0.0) -> None:
@@ -48,7 +48,8 @@ def test_sigkill_between_write_and_commit_leaves_exactly_n_rows(scenario, worker
     settings = scenario.settings()
     prefix, n = f"{scenario.name}-k", 6000
     produce(settings, prefix, n)
-    first = Worker(scenario, "first")
+    # The killed worker's partitions reach the second once its session times out.
+    first = Worker(scenario, "first", extra_env=FAST_FAILOVER_ENV)
     workers.append(first)
     # Kill while rows are landing: written to PostgreSQL and Parquet buffers, offsets not yet committed.
     wait_for(lambda: pg_counts(settings, prefix)[0] >= 1500, 90, "a first share of the rows", workers=[first])
@@ -58,7 +59,8 @@ def test_sigkill_between_write_and_commit_leaves_exactly_n_rows(scenario, worker
 
     second = Worker(scenario, "second")
     workers.append(second)
-    wait_for(lambda: pg_counts(settings, prefix)[0] >= n, 120, f"{n} rows in PostgreSQL", workers=[second])
+    wait_for(lambda: pg_counts(settings, prefix)[0] >= n, 180, f"{n} rows in PostgreSQL (had "
+             f"{landed_before_restart} at the kill)", workers=[second])
     time.sleep(3)  # anything extra would show up now
     assert pg_counts(settings, prefix) == (n, n)
     assert second.stop() == 0  # a clean stop writes the last Parquet files

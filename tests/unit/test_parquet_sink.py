@@ -63,12 +63,32 @@ async def test_rolls_by_rows(tmp_path):
     assert len(list((tmp_path / "lake").rglob("*.parquet"))) == 2  # 0..7 are in hour 10, rolled at 4 rows
 
 
-async def test_retried_write_does_not_append_twice(tmp_path):
-    s = sink(tmp_path)
+async def test_a_write_retried_after_a_failed_file_goes_on_without_appending_twice(tmp_path, monkeypatch):
+    s = sink(tmp_path, roll_rows=4)
     await s.start()
     batch = readings(6)
-    await s.write(batch)
-    await s.write(batch)  # the stream retries a batch after a transient failure
+    real_write_table = pq.write_table
+    failures = iter([OSError("disk full")])
+
+    def flaky_write_table(*args, **kwargs):
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        return real_write_table(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", flaky_write_table)
+    with pytest.raises(SinkUnavailable):
+        await s.write(batch)  # the file of the first 4 rows fails mid-batch
+    await s.write(batch)  # the stream retries the same batch
+    await s.flush()
+    assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(6))
+
+
+async def test_consecutive_batches_are_all_appended(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    await s.write(readings(3))
+    await s.write(readings(3, start_offset=3))
     await s.flush()
     assert dataset_rows(tmp_path).num_rows == 6
 

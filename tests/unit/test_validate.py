@@ -62,3 +62,13 @@ def test_recent_seqs_drop_duplicates_and_forget_old_ones():
     for seq in (2, 3, 4):
         assert not seen.is_duplicate("a", seq)
     assert not seen.is_duplicate("a", 1)  # pushed out of the window of 3
+
+
+def test_recent_seqs_forget_a_lost_partition_so_its_replay_is_processed_again():
+    seen = RecentSeqs(size=10)
+    p0, p1 = ("readings", 0), ("readings", 1)
+    assert not seen.is_duplicate("a", 1, p0)
+    assert not seen.is_duplicate("b", 1, p1)
+    seen.forget_partitions({p0})
+    assert not seen.is_duplicate("a", 1, p0)  # replayed after the partition came back: new work
+    assert seen.is_duplicate("b", 1, p1)  # a kept partition still drops its duplicates

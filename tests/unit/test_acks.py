@@ -1,0 +1,171 @@
+"""The ack gate and the ownership fence: which held messages may be committed, and when."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+from faust.types import TP
+
+from fieldstream.streams.acks import AckGate
+from fieldstream.streams.ownership import Ownership
+
+P0 = TP("readings", 0)
+P1 = TP("readings", 1)
+
+
+@dataclass
+class FakeMessage:
+    tp: TP
+    offset: int
+    refs: int = 0
+    acked: bool = False
+
+    def incref(self) -> None:
+        self.refs += 1
+
+    def ack(self, consumer: object) -> None:
+        self.acked = True
+
+
+@dataclass
+class FakeEvent:
+    message: FakeMessage
+
+
+@dataclass
+class FakeConsumer:
+    highwaters: dict = field(default_factory=dict)
+
+    def highwater(self, tp: TP) -> int:
+        return self.highwaters[tp]
+
+
+@dataclass
+class FakeApp:
+    consumer: FakeConsumer
+
+
+def events(tp: TP, offsets) -> list[FakeEvent]:
+    return [FakeEvent(FakeMessage(tp, o)) for o in offsets]
+
+
+def acked(batch) -> list[int]:
+    return [e.message.offset for e in batch if e.message.acked]
+
+
+def gate(highwater: int = 1000) -> AckGate:
+    return AckGate(FakeApp(FakeConsumer({P0: highwater, P1: highwater})))
+
+
+def test_held_messages_go_below_the_lowest_pending_offset_and_keep_the_newest():
+    g = gate()
+    batch = events(P0, range(10))
+    g.hold(batch)
+    assert g.release({("readings", 0): 5}) == 5
+    assert acked(batch) == [0, 1, 2, 3, 4]
+    g.release({})
+    assert acked(batch) == list(range(9))  # 9 waits for its successor: a hole after it would show there
+
+
+def test_the_newest_message_goes_once_the_partition_is_caught_up():
+    g = gate(highwater=10)
+    batch = events(P0, range(10))
+    g.hold(batch)
+    g.release({})
+    assert acked(batch) == list(range(10))
+
+
+def test_a_hole_holds_everything_from_it_and_asks_for_a_seek_back():
+    g = gate()
+    first, later = events(P0, range(5)), events(P0, range(8, 12))
+    g.hold(first)
+    g.hold(later)
+    assert g.holes == {P0: 5}
+    g.release({})
+    assert acked(first) == [0, 1, 2, 3] and acked(later) == []
+    g.rewound(P0, 5)
+    again = events(P0, range(5, 13))  # the skipped records, then 8..11 read twice, then 12
+    g.hold(again)
+    g.release({})
+    assert acked(later) == [8, 9, 10, 11] and acked(again) == list(range(5, 12))
+
+
+def test_a_new_partition_releases_nothing_until_its_start_is_known():
+    g = gate()
+    g.expect_start({P0})
+    batch = events(P0, range(20, 30))
+    g.hold(batch)
+    assert g.release({}) == 0
+    g.starts_at(P0, 20)
+    g.release({})
+    assert acked(batch) == list(range(20, 29))
+
+
+def test_records_skipped_before_the_first_one_seen_are_read_again():
+    g = gate()
+    g.expect_start({P0})
+    batch = events(P0, range(25, 30))  # the committed offset is 20: 20..24 never reached the stream
+    g.hold(batch)
+    g.starts_at(P0, 20)
+    assert g.holes == {P0: 20}
+    g.release({})
+    assert acked(batch) == []
+
+
+def test_a_forgotten_partition_is_never_acked():
+    g = gate()
+    batch = events(P0, range(5)) + events(P1, range(5))
+    g.hold(batch)
+    g.forget({P0})
+    g.release({})
+    assert acked(batch) == [0, 1, 2, 3]
+    assert all(e.message.tp == P1 for e in batch if e.message.acked)
+
+
+def test_pinned_strays_are_never_acked_by_anyone():
+    g = gate()
+    strays = events(P0, range(3))
+    g.never_ack(strays)
+    g.release({}, final=True)
+    assert acked(strays) == [] and all(e.message.refs == 1 for e in strays)
+
+
+def test_a_batch_keeps_only_partitions_owned_since_it_was_taken():
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        owner = Ownership()
+        owner.assigned({P0, P1}, lock)
+        taken_in = owner.generation
+        batch = events(P0, [1]) + events(P1, [1])
+        await owner.block(lock)  # rebalance: P1 moves away and comes back within the wait
+        owner.assigned({P0}, lock)
+        owner.assigned({P0, P1}, lock)
+        owned, strays = owner.split(batch, taken_in)
+        assert [e.message.tp for e in owned] == [P0]
+        assert [e.message.tp for e in strays] == [P1]
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_waits_for_the_batch_in_flight_and_blocks_the_next_until_assigned():
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        owner = Ownership()
+        order: list[str] = []
+
+        async def batch() -> None:
+            async with lock:
+                await asyncio.sleep(0.05)
+                order.append("batch done")
+
+        running = asyncio.create_task(batch())
+        await asyncio.sleep(0)
+        await owner.block(lock)
+        order.append("revoked")
+        await owner.block(lock)  # revoked again before an assignment: no second wait
+        assert lock.locked()
+        owner.assigned({P0}, lock)
+        assert not lock.locked()
+        await running
+        assert order == ["batch done", "revoked"]
+
+    asyncio.run(scenario())
