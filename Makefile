@@ -47,6 +47,7 @@ integration: stack  ## integration tests only
 	.venv-quix/bin/pip install -q quixstreams fastavro
 
 bench: stack .venv-quix/bin/python  ## benchmarks (long; results appended to docs/BENCHMARKS.md)
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run_all.py --record
 
 reliability: stack  ## the full reliability run (long; results in docs/RELIABILITY.md)

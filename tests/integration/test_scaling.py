@@ -171,9 +171,4 @@ def test_workers_join_leave_and_die_under_load(scenario6, workers):
     assert w3.stop() == 0, w3.log_text()[-3000:]  # a clean stop writes the last Parquet files
     note("w3 stopped (SIGTERM)")
     rows, distinct = lake_counts(scenario.tmp / "lake")
-    assert distinct == READINGS, timeline  # nothing lost from Parquet
-    print("\n".join(timeline))
-    if rows != distinct:
-        # Known, open: a few rows can be written twice when partitions move between workers
-        # mid-file (PostgreSQL stays exact). Reported as xfail, never as a pass.
-        pytest.xfail(f"open bug: {rows - distinct} duplicate Parquet rows after rebalances")
+    assert (rows, distinct) == (READINGS, READINGS), timeline  # Parquet: nothing lost, nothing twice
