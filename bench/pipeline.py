@@ -61,10 +61,9 @@ def scrape(port: int, name: str) -> float:
             text = resp.read().decode()
     except OSError:
         return 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == name:
-            return sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == name)
-    return 0.0
+    # The parser names a counter's family without its `_total`; its samples keep it.
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name)
 
 
 def proc_cpu_s(pid: int) -> float:
