@@ -9,6 +9,7 @@ PostgreSQL) rather than losing them.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from fieldstream.checkpoint import DeviceStateStage, Retry, no_retry
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.topic import AvroPublisher, TopicPublisher
 from fieldstream.sinks.windows_pg import WindowTableSink
+from fieldstream.windows.clock import to_us
 from fieldstream.windows.engine import LateMetric, WindowEngine
 from fieldstream.windows.state import DeviceWindows
 
@@ -43,6 +45,11 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         self.publisher = publisher
         self.table_sink = table_sink
         self.late = late
+        # When each device next needs the timer (µs): a window to close or an idle state to drop.
+        # Visiting every device every second cost more than the stream itself with 10,000 devices.
+        self._schedule: list[tuple[int, str]] = []
+        self._scheduled: set[str] = set()
+        self._schedule_for: frozenset[int] | None = None  # the partitions the schedule covers
 
     def state(self, device_id: str, device_type: str = "") -> DeviceWindows:
         return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type))
@@ -54,6 +61,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         async with self._busy:
             finals: list[dict[str, Any]] = []
             late: list[tuple[Reading, tuple[LateMetric, ...]]] = []
+            scheduled = self._scheduled
             for r in readings:
                 result = self.engine.add(self.state(r.device_id, r.device_type), r, now)
                 if result.counted:
@@ -61,6 +69,8 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                 finals.extend(result.closed)
                 if result.late:
                     late.append((r, result.late))
+                if r.device_id not in scheduled:
+                    self._plan(r.device_id, 0)  # the next tick works out when it is due
             await self._emit(finals)
             if late:
                 await self._send_late(late)
@@ -68,13 +78,33 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
     async def tick(self, owned: set[int], now: datetime, flowing_since: datetime | None) -> None:
         """Timer: close windows silence has closed, drop expired states, checkpoint when due."""
         async with self._busy:
-            await self.close_due(self.states.devices(owned), now, flowing_since)
+            if self._schedule_for != frozenset(owned):
+                # New assignment: every device of the owned partitions, also those only in the
+                # store (silent since a restart), is looked at on this tick.
+                self._schedule_for = frozenset(owned)
+                self._schedule, self._scheduled = [], set()
+                for device_id in self.states.devices(owned):
+                    self._plan(device_id, 0)
+            await self.close_due(self._due(to_us(now)), now, flowing_since)
             if self.states.due():
                 self.states.checkpoint()
+
+    def _plan(self, device_id: str, at_us: int) -> None:
+        heapq.heappush(self._schedule, (at_us, device_id))
+        self._scheduled.add(device_id)
+
+    def _due(self, now_us: int) -> list[str]:
+        due = []
+        while self._schedule and self._schedule[0][0] <= now_us:
+            _, device_id = heapq.heappop(self._schedule)
+            self._scheduled.discard(device_id)
+            due.append(device_id)
+        return due
 
     async def close_due(self, device_ids: Iterable[str], now: datetime, flowing_since: datetime | None) -> int:
         finals: list[dict[str, Any]] = []
         expired: list[str] = []
+        now_us = to_us(now)
         for device_id in device_ids:
             state = self.state(device_id)
             closed = self.engine.close_due(state, now, flowing_since=flowing_since)
@@ -83,10 +113,22 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                 self.states.changed(device_id)
             elif self.engine.expired(state, now):
                 expired.append(device_id)
+                continue
+            self._plan(device_id, self._next_visit(state, now_us))
         await self._emit(finals)
         for device_id in expired:
             self.states.delete(device_id)
         return len(finals)
+
+    def _next_visit(self, state: Any, now_us: int) -> int:
+        """When silence would next close a window of this device, or else expire its state.
+
+        An estimate that errs early (a restart's flowing_since can push closing later):
+        a visit before its time finds nothing and plans again, never later than a second on.
+        """
+        when = self.engine.next_close(state)
+        at = to_us(when) if when is not None else state.watermark_at + self.engine.ttl_us
+        return max(at, now_us + 1_000_000)
 
     async def _emit(self, finals: list[dict[str, Any]]) -> None:
         if not finals:

@@ -1,0 +1,94 @@
+"""The window stage's timer: only devices with something due are visited, and every window still closes once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from fieldstream.partitioning import partition_for
+from fieldstream.schemas.reading import Reading
+from fieldstream.windows import WindowEngine, parse_specs
+from fieldstream.windows.stage import WindowStage
+
+T0 = datetime(2024, 3, 1, 12, 0, 5, tzinfo=UTC)
+PARTITIONS = 4
+
+
+class Collect:
+    """An output that keeps what it is given (the stage's publisher, table sink and late topic)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.records: list[dict] = []
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, records) -> None:
+        self.records.extend(records)
+
+    async def write(self, records) -> None: ...
+
+    def send_raw(self, key, value, headers) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class CountingEngine(WindowEngine):
+    visits = 0
+
+    def close_due(self, state, now, *, flowing_since=None):
+        self.visits += 1
+        return super().close_due(state, now, flowing_since=flowing_since)
+
+
+def stage_with(engine: WindowEngine) -> tuple[WindowStage, Collect]:
+    published = Collect("windows_topic")
+    stage = WindowStage(engine, {}, PARTITIONS, published, Collect("windows_pg"), Collect("late"))
+    return stage, published
+
+
+def reading(device: str, seconds: float, seq: int) -> Reading:
+    return Reading(device, "soil_station", T0 + timedelta(seconds=seconds), seq, {"moisture": 20.0 + seq},
+                   topic="readings", partition=partition_for(device.encode(), PARTITIONS), offset=seq)
+
+
+def test_the_timer_visits_only_devices_with_a_window_due_and_closes_each_window_once():
+    engine = CountingEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    stage, published = stage_with(engine)
+    devices = [f"dev-{i}" for i in range(200)]
+    owned = set(range(PARTITIONS))
+
+    async def scenario() -> None:
+        arrival = T0 + timedelta(seconds=1)
+        await stage.on_batch([reading(d, 0, 0) for d in devices], arrival)
+        await stage.tick(owned, arrival, None)
+        assert engine.visits == len(devices)  # first sight: each device is looked at once
+        for second in range(2, 40):  # silence well before the window (12:00-12:01) can close
+            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+        assert engine.visits == len(devices)  # nobody was due: nobody was visited
+        assert published.records == []
+        for second in range(40, 120):  # silence now closes it: end 12:01 + grace 10 s
+            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+        assert sorted(r["device_id"] for r in published.records) == sorted(devices)
+        assert engine.visits <= 3 * len(devices)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_assignment_visits_devices_known_only_from_the_store():
+    engine = CountingEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    first, _ = stage_with(engine)
+    owned = set(range(PARTITIONS))
+
+    async def scenario() -> None:
+        await first.on_batch([reading("dev-a", 0, 0), reading("dev-b", 1, 1)], T0)
+        first.states.checkpoint()
+        restarted, published = stage_with(engine)
+        restarted.states.store = first.states.store  # the changelog-backed table, restored
+        for second in range(0, 120):
+            await restarted.tick(owned, T0 + timedelta(seconds=second), None)
+        assert sorted(r["device_id"] for r in published.records) == ["dev-a", "dev-b"]
+
+    asyncio.run(scenario())
