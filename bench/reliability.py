@@ -200,6 +200,8 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
         except (OSError, asyncpg.PostgresError):
             return -1
 
+    outages: list[threading.Timer] = []
+
     def chaos() -> None:
         plan = sorted(rng.uniform(5, 60) for _ in range(args.kills))
         outage_at = rng.uniform(10, 50)
@@ -211,12 +213,15 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
                 i = rng.randrange(len(workers.procs))
                 workers.kill_and_restart(i)
                 report.events.append(f"t+{time.monotonic() - t0:.0f}s SIGKILL worker {i}, restarted")
-            else:
+            else:  # the outage runs beside the kills: a kill may land while PostgreSQL is down
                 postgres.down()
                 report.events.append(f"t+{time.monotonic() - t0:.0f}s PostgreSQL stopped for {args.pg_outage_s:.0f}s")
-                time.sleep(args.pg_outage_s)
-                postgres.up()
+                outage = threading.Timer(args.pg_outage_s, postgres.up)
+                outage.start()
+                outages.append(outage)
             print("  " + report.events[-1])
+        for outage in outages:
+            outage.join()
 
     chaos_thread = threading.Thread(target=chaos)
     chaos_thread.start()
@@ -268,6 +273,9 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
                  f"{len(alert_keys)} distinct (alert id, state) on the topic, {pg_alerts} in PostgreSQL "
                  f"(unique by key); {dup_alerts} duplicate deliveries on the topic (same id and content, at-least-once)")
     expected = offline_windows(readings, settings)
+    last_event: dict[str, datetime] = {}
+    for rec in readings:
+        last_event[rec["device_id"]] = max(rec["event_time"], last_event.get(rec["device_id"], rec["event_time"]))
     got = {}
     for window in (spec_name(spec) for spec in args.window_specs.split(",")):
         window_table = f"windows_{window}"
@@ -276,6 +284,13 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
     mismatched = [k for k, agg in expected.items() if k not in got or any(
         not _close(agg[m], got[k][m]) for m in MEASURES if m not in ("expected", "missing", "quality"))]
     extra = set(got) - set(expected)
+    for k in mismatched[:5]:
+        if k not in got:
+            print(f"  missing: {k}, last event time of the device: {last_event.get(k[1])}")
+        else:
+            diff = {m: (expected[k][m], got[k][m]) for m in MEASURES
+                    if m not in ("expected", "missing", "quality") and not _close(expected[k][m], got[k][m])}
+            print(f"  different: {k}: (expected, got) {diff}")
     report.check("window aggregates", not mismatched and not extra,
                  f"{len(expected):,} expected, {len(got):,} in PostgreSQL, {len(mismatched)} missing or different, "
                  f"{len(extra)} unexpected")
