@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -21,6 +22,13 @@ from fieldstream.config.registry import RegistrySettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas import codec
 from fieldstream.schemas.files import parsed, schema_text, subject_for
+from fieldstream.windows.clock import to_us
+
+
+def timestamp_micros_fields(schema: Any) -> tuple[str, ...]:
+    """Names of a parsed record schema's top-level fields that are timestamp-micros longs."""
+    return tuple(f["name"] for f in schema.get("fields", ())
+                 if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-micros")
 
 
 class TopicPublisher:
@@ -80,6 +88,8 @@ class AvroPublisher(TopicPublisher):
     fastavro directly: AvroSerializer's per-record overhead (its rule engine
     and context objects) was the largest cost of publishing window aggregates
     in the profile, and the frame is just the magic byte and the id.
+    Top-level timestamp-micros fields are handed to fastavro as integers:
+    its own datetime conversion was half the cost of writing a window aggregate.
     """
 
     def __init__(self, name: str, kafka: KafkaSettings, registry: RegistrySettings, topic: str,
@@ -90,6 +100,7 @@ class AvroPublisher(TopicPublisher):
         self._key_field = key_field
         self._schema: Any = None
         self._header = b""
+        self._micros_fields: tuple[str, ...] = ()
 
     async def start(self) -> None:
         await super().start()
@@ -101,19 +112,28 @@ class AvroPublisher(TopicPublisher):
             raise SinkUnavailable(f"{self.name}: schema registry: {type(e).__name__}: {e}") from e
         self._header = codec.HEADER.pack(codec.MAGIC, schema_id)
         self._schema = parsed(self._schema_file)
+        self._micros_fields = timestamp_micros_fields(self._schema)
 
     def send(self, records: Iterable[dict[str, Any]]) -> int:
         assert self._schema is not None, "start() first"
         n = 0
         buf = io.BytesIO()
         for record in records:
-            buf.seek(0)
-            buf.truncate()
-            buf.write(self._header)
-            fastavro.schemaless_writer(buf, self._schema, record)
-            self.send_raw(str(record[self._key_field]).encode(), buf.getvalue())
+            self.send_raw(str(record[self._key_field]).encode(), self.frame(record, buf))
             n += 1
         return n
+
+    def frame(self, record: dict[str, Any], buf: io.BytesIO | None = None) -> bytes:
+        """The Confluent-framed Avro value of `record` (`buf`: a scratch buffer to reuse)."""
+        buf = buf or io.BytesIO()
+        buf.seek(0)
+        buf.truncate()
+        buf.write(self._header)
+        micros = self._micros_fields
+        if micros:
+            record = {**record, **{f: to_us(v) for f in micros if isinstance(v := record.get(f), datetime)}}
+        fastavro.schemaless_writer(buf, self._schema, record)
+        return buf.getvalue()
 
     async def publish(self, records: Sequence[dict[str, Any]]) -> None:
         """Send and wait for acknowledgement; SinkUnavailable if the broker did not take them."""

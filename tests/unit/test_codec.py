@@ -58,3 +58,28 @@ def test_another_record_type_does_not_resolve():
     with pytest.raises(DecodeError) as err:
         codec.decode_body(body, parsed(ALERT_V1), parsed(READING_V2))
     assert err.value.reason in {"schema_mismatch", "malformed"}
+
+
+def test_published_aggregates_encode_exactly_as_fastavro_writes_their_datetimes():
+    import io
+    from datetime import UTC, datetime
+
+    import fastavro
+
+    from fieldstream.schemas.files import parsed
+    from fieldstream.sinks.topic import AvroPublisher, timestamp_micros_fields
+
+    schema = parsed("window.v1.avsc")
+    when = datetime(2026, 3, 4, 10, 59, 50, 123456, tzinfo=UTC)
+    record = {"device_id": "d1", "device_type": "soil_station", "metric": "moisture", "window": "tumbling_1m",
+              "window_start": when, "window_end": when, "count": 6, "sum": 1.5, "mean": 0.25, "min": 0.0,
+              "max": 1.0, "variance": 0.1, "stddev": 0.3, "first_value": 0.0, "first_time": when,
+              "last_value": 1.0, "last_time": when, "median": 0.5, "p95": 1.0, "range": 1.0,
+              "rate_of_change": 0.01, "expected": 6, "missing": 0, "quality": 1.0, "distance_m": None}
+    publisher = AvroPublisher.__new__(AvroPublisher)  # no broker or registry: only the encoding
+    publisher._schema, publisher._header = schema, b"\x00\x00\x00\x00\x07"
+    publisher._micros_fields = timestamp_micros_fields(schema)
+    reference = io.BytesIO()
+    fastavro.schemaless_writer(reference, schema, record)
+    assert publisher.frame(record) == b"\x00\x00\x00\x00\x07" + reference.getvalue()
+    assert record["window_start"] is when  # the caller's record is left as it was
