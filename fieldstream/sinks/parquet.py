@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -34,14 +35,21 @@ from fieldstream.sinks.parquet_format import readings_table
 
 log = logging.getLogger(__name__)
 
-ROW_BYTES_ESTIMATE = 200  # in-memory cost of one buffered reading, for the bytes roll
-
-
 @dataclass
 class _Buffer:
+    """Rows of one file to come, kept as Arrow tables (one per batch): about a tenth of the memory of
+    the Reading objects, which also hold their Kafka records, and converted once either way."""
+
     start_offset: int
     opened_at: float
-    rows: list[Reading] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    nbytes: int = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.tables.append(table)
+        self.rows += table.num_rows
+        self.nbytes += table.nbytes
 
 
 def file_name(topic: str, partition: int, start_offset: int) -> str:
@@ -73,31 +81,32 @@ class ParquetSink:
 
     # -- writing ----------------------------------------------------------
     async def write(self, batch: Sequence[Reading]) -> None:
-        # The hot loop of the sink: locals only, and the event hour taken from the datetime's fields
-        # (its date is formatted once per file, in _write_file, not once per reading).
         buffers, started = self._buffers, self._started
-        roll_rows = self.settings.roll_rows
         # A batch retried after a failed file write goes on from where it stopped.
         first = self._unfinished[1] if self._unfinished and self._unfinished[0] == id(batch) else 0
         self._unfinished = (id(batch), first)
+        # The hot loop: group the batch by file (partition and event hour), taking the hour from
+        # the datetime's fields (its date is formatted once per file, in _write_file).
+        groups: dict[tuple[str, int, date, int], list[Reading]] = {}
         for i in range(first, len(batch)):
             r = batch[i]
-            topic, partition, offset = r.topic, r.partition, r.offset
-            tp = (topic, partition)
+            tp = (r.topic, r.partition)
             if tp not in started:
-                self._discard_uncommitted(topic, partition, offset)
+                self._discard_uncommitted(r.topic, r.partition, r.offset)
                 started.add(tp)
             t = r.event_time
-            key = (topic, partition, t.date(), t.hour)
+            key = (r.topic, r.partition, t.date(), t.hour)
+            rows = groups.get(key)
+            if rows is None:
+                rows = groups[key] = []
+            rows.append(r)
+        now = time.monotonic()
+        for key, rows in groups.items():
             buf = buffers.get(key)
             if buf is None:
-                buf = buffers[key] = _Buffer(start_offset=offset, opened_at=time.monotonic())
-            rows = buf.rows
-            rows.append(r)
-            self._unfinished = (id(batch), i + 1)
-            if len(rows) >= roll_rows and not self._paused:
-                self._write_file(key, buf)
-                del buffers[key]
+                buf = buffers[key] = _Buffer(start_offset=rows[0].offset, opened_at=now)
+            buf.add(readings_table(rows))
+        self._unfinished = (id(batch), len(batch))
         self._roll(force=False)
         self._unfinished = None
 
@@ -137,24 +146,29 @@ class ParquetSink:
         now = time.monotonic()
         s = self.settings
         for key, buf in list(self._buffers.items()):
+            while buf.rows > s.roll_rows:  # full files first; the rest stays buffered
+                table = pa.concat_tables(buf.tables)
+                self._write_file(key, buf.start_offset, table.slice(0, s.roll_rows))
+                rest = table.slice(s.roll_rows)
+                buf.tables, buf.rows, buf.nbytes = [rest], rest.num_rows, rest.nbytes
+                buf.start_offset = rest.column("kafka_offset")[0].as_py()
             due = (
                 force
-                or len(buf.rows) >= s.roll_rows
-                or len(buf.rows) * ROW_BYTES_ESTIMATE >= s.roll_bytes
+                or buf.rows >= s.roll_rows
+                or buf.nbytes >= s.roll_bytes
                 or now - buf.opened_at >= s.roll_age_s
             )
             if due and buf.rows:
-                self._write_file(key, buf)
+                self._write_file(key, buf.start_offset, pa.concat_tables(buf.tables))
                 del self._buffers[key]
 
-    def _write_file(self, key: tuple[str, int, date, int], buf: _Buffer) -> None:
+    def _write_file(self, key: tuple[str, int, date, int], start_offset: int, table: pa.Table) -> None:
         topic, partition, day, hour = key
         directory = f"{self.root}/date={day.strftime('%Y-%m-%d')}/hour={hour:02d}"
-        name = file_name(topic, partition, buf.start_offset)
+        name = file_name(topic, partition, start_offset)
         final, tmp = f"{directory}/{name}", f"{directory}/.{name}.tmp"
         try:
             self.fs.create_dir(directory, recursive=True)
-            table = readings_table(buf.rows)
             pq.write_table(table, tmp, filesystem=self.fs, compression=self.settings.compression,
                            row_group_size=self.settings.row_group_rows)
             if self.local and self.settings.fsync:
