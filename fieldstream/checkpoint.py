@@ -119,7 +119,8 @@ async def no_retry(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> 
 class DeviceStateStage(Generic[S]):
     """What the window and detection stages share: checkpointed states, their outputs, one lock.
 
-    The lock keeps a checkpoint from capturing a state whose results are still being emitted.
+    The lock keeps a checkpoint from capturing a state whose results are still being emitted,
+    and lets a rebalance wait for the stage's work in flight (streams/ownership.py).
     """
 
     name = "stage"
@@ -129,14 +130,14 @@ class DeviceStateStage(Generic[S]):
         self.states: CheckpointedStates[S] = CheckpointedStates(store, partitions, checkpoint_s)
         self.outputs = tuple(outputs)
         self.retry = retry
-        self._busy = asyncio.Lock()
+        self.busy = asyncio.Lock()
 
     async def start(self) -> None:
         for part in self.outputs:
             await self.retry(part.name, part.start)
 
     async def close(self) -> None:
-        async with self._busy:
+        async with self.busy:
             self.states.checkpoint()  # a clean stop hands over current state
         for part in self.outputs:
             await part.close()

@@ -55,7 +55,7 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
         return self.states.get(device_id, create)
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
-        async with self._busy:
+        async with self.busy:
             events: list[AlertEvent] = []
             started = time.perf_counter()
             for r in readings:
@@ -71,7 +71,7 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
 
     async def tick(self, owned: set[int], now: datetime, caught_up: bool) -> None:
         """Timer: offline checks (only while caught up: a backlog is not silence), checkpoint when due."""
-        async with self._busy:
+        async with self.busy:
             # Offline means silent for k x the interval (a minute or more): checking every few
             # seconds is as good as every second, at a fraction of the cost for 10,000 devices.
             if caught_up and time.monotonic() - self._last_offline_check >= self.settings.offline_check_s:

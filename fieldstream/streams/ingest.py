@@ -46,6 +46,7 @@ class Stage(Protocol):
     """
 
     name: str
+    busy: asyncio.Lock  # held while the stage works; a rebalance waits for it
 
     async def start(self) -> None: ...
 
@@ -82,13 +83,13 @@ def raw_record(event: EventT) -> RawRecord:
 def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages: list[Stage],
                   flow: FlowTracker) -> None:
     gate = AckGate(app)
-    ownership = Ownership()
     readings = app.topic(settings.topics.readings, partitions=settings.topics.partitions)
     # Held while a batch is processed. Faust stops this service without waiting for the
     # agent (stream_wait_empty=False), so closing waits here for the batch in flight;
     # otherwise its stages would publish through closed producers and the worker would
     # exit 70 on a plain SIGTERM.
     in_flight = asyncio.Lock()
+    ownership = Ownership([in_flight, *(stage.busy for stage in stages)])
 
     def pending() -> dict[tuple[str, int], int]:
         low: dict[tuple[str, int], int] = {}
@@ -110,6 +111,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
 
         async def on_stop(self) -> None:
             flow.stopping = True
+            ownership.unblock()  # a rebalance under way no longer matters: we are leaving
             try:
                 await asyncio.wait_for(in_flight.acquire(), STOP_WAIT_S)
             except TimeoutError:
@@ -180,8 +182,8 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         for part in buffering:
             part.pause()
         metrics.REBALANCES.inc()
-        if not flow.stopping:  # stopping holds the lock for good
-            await ownership.block(in_flight)
+        if not flow.stopping:  # stopping holds the batch lock for good
+            await ownership.block()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
@@ -195,7 +197,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             stage.forget_partitions(gone)
         for part in buffering:
             part.resume()
-        ownership.assigned(mine, in_flight)  # batches run again from here
+        ownership.assigned(mine)  # batches and stage timers run again from here
         flow.assigned({tp.partition for tp in mine})
         metrics.ASSIGNED_PARTITIONS.set(len(mine))
         # Where the consumer starts each new partition: its first record must be exactly that one

@@ -58,7 +58,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         return self.states.checkpoint()
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
-        async with self._busy:
+        async with self.busy:
             finals: list[dict[str, Any]] = []
             late: list[tuple[Reading, tuple[LateMetric, ...]]] = []
             scheduled = self._scheduled
@@ -77,7 +77,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
 
     async def tick(self, owned: set[int], now: datetime, flowing_since: datetime | None) -> None:
         """Timer: close windows silence has closed, drop expired states, checkpoint when due."""
-        async with self._busy:
+        async with self.busy:
             if self._schedule_for != frozenset(owned):
                 # New assignment: every device of the owned partitions, also those only in the
                 # store (silent since a restart), is looked at on this tick.

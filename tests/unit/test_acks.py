@@ -131,14 +131,13 @@ def test_pinned_strays_are_never_acked_by_anyone():
 
 def test_a_batch_keeps_only_partitions_owned_since_it_was_taken():
     async def scenario() -> None:
-        lock = asyncio.Lock()
-        owner = Ownership()
-        owner.assigned({P0, P1}, lock)
+        owner = Ownership([asyncio.Lock()])
+        owner.assigned({P0, P1})
         taken_in = owner.generation
         batch = events(P0, [1]) + events(P1, [1])
-        await owner.block(lock)  # rebalance: P1 moves away and comes back within the wait
-        owner.assigned({P0}, lock)
-        owner.assigned({P0, P1}, lock)
+        await owner.block()  # rebalance: P1 moves away and comes back within the wait
+        owner.assigned({P0})
+        owner.assigned({P0, P1})
         owned, strays = owner.split(batch, taken_in)
         assert [e.message.tp for e in owned] == [P0]
         assert [e.message.tp for e in strays] == [P1]
@@ -146,26 +145,42 @@ def test_a_batch_keeps_only_partitions_owned_since_it_was_taken():
     asyncio.run(scenario())
 
 
-def test_a_revocation_waits_for_the_batch_in_flight_and_blocks_the_next_until_assigned():
+def test_a_revocation_waits_for_work_in_flight_and_blocks_new_work_until_assigned():
     async def scenario() -> None:
-        lock = asyncio.Lock()
-        owner = Ownership()
+        batch_lock, stage_lock = asyncio.Lock(), asyncio.Lock()
+        owner = Ownership([batch_lock, stage_lock])
         order: list[str] = []
 
-        async def batch() -> None:
+        async def work(lock: asyncio.Lock, what: str, seconds: float) -> None:
             async with lock:
-                await asyncio.sleep(0.05)
-                order.append("batch done")
+                await asyncio.sleep(seconds)
+                order.append(what)
 
-        running = asyncio.create_task(batch())
+        running = [asyncio.create_task(work(batch_lock, "batch done", 0.05)),
+                   asyncio.create_task(work(stage_lock, "timer done", 0.1))]
         await asyncio.sleep(0)
-        await owner.block(lock)
+        await owner.block()
         order.append("revoked")
-        await owner.block(lock)  # revoked again before an assignment: no second wait
-        assert lock.locked()
-        owner.assigned({P0}, lock)
+        await owner.block()  # revoked again before an assignment: no second wait
+        assert batch_lock.locked() and stage_lock.locked()
+        late = asyncio.create_task(work(batch_lock, "next batch", 0))
+        await asyncio.sleep(0.05)
+        assert "next batch" not in order  # nothing starts during the rebalance
+        owner.assigned({P0})
+        await asyncio.gather(*running, late)
+        assert order == ["batch done", "timer done", "revoked", "next batch"]
+
+    asyncio.run(scenario())
+
+
+def test_a_stopping_worker_lets_go_of_a_rebalance_in_progress():
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        owner = Ownership([lock])
+        await owner.block()
+        owner.unblock()
         assert not lock.locked()
-        await running
-        assert order == ["batch done", "revoked"]
+        owner.assigned({P0})  # the assignment that follows releases nothing twice
+        assert not lock.locked()
 
     asyncio.run(scenario())
