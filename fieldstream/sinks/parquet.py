@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,6 +33,10 @@ from fieldstream.config.parquet import ParquetSettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.parquet_format import readings_table
+from fieldstream.windows import seqs
+
+# Runs of appended offsets remembered per partition: a gap in them is a hole a seek back will fill.
+APPENDED_RUNS = 64
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,10 @@ class ParquetSink:
         self._buffers: dict[tuple[str, int, date, int], _Buffer] = {}
         # partitions whose uncommitted files were cleaned up since they became ours
         self._started: set[tuple[str, int]] = set()
-        # (id of a batch, rows of it buffered) while a write is incomplete: its retry must not append twice
-        self._unfinished: tuple[int, int] | None = None
+        # (topic, partition) → runs of the offsets appended since it became ours (see windows/seqs.py):
+        # a retried batch, or records read again after a seek back, are not appended twice, while
+        # the records of a hole filled by that seek are
+        self._appended: dict[tuple[str, int], array] = {}
         self.files_written = 0
         self._paused = False
 
@@ -81,19 +88,27 @@ class ParquetSink:
 
     # -- writing ----------------------------------------------------------
     async def write(self, batch: Sequence[Reading]) -> None:
-        buffers, started = self._buffers, self._started
-        # A batch retried after a failed file write goes on from where it stopped.
-        first = self._unfinished[1] if self._unfinished and self._unfinished[0] == id(batch) else 0
-        self._unfinished = (id(batch), first)
+        buffers, started, appended = self._buffers, self._started, self._appended
         # The hot loop: group the batch by file (partition and event hour), taking the hour from
         # the datetime's fields (its date is formatted once per file, in _write_file).
         groups: dict[tuple[str, int, date, int], list[Reading]] = {}
-        for i in range(first, len(batch)):
-            r = batch[i]
+        new_offsets: dict[tuple[str, int], list[int]] = {}
+        for r in batch:
             tp = (r.topic, r.partition)
-            if tp not in started:
-                self._discard_uncommitted(r.topic, r.partition, r.offset)
-                started.add(tp)
+            offset = r.offset
+            runs = appended.get(tp)
+            if runs is None:
+                if tp not in started:
+                    self._discard_uncommitted(r.topic, r.partition, offset)
+                    started.add(tp)
+                runs = appended[tp] = array("q")
+            if runs and offset <= runs[-1] and seqs.contains(runs, offset):
+                continue  # already buffered or written: a retried batch, or read again after a seek
+            fresh = new_offsets.get(tp)
+            if fresh is None:
+                fresh = new_offsets[tp] = []
+            if not fresh or fresh[-1] != offset:
+                fresh.append(offset)
             t = r.event_time
             key = (r.topic, r.partition, t.date(), t.hour)
             rows = groups.get(key)
@@ -106,9 +121,9 @@ class ParquetSink:
             if buf is None:
                 buf = buffers[key] = _Buffer(start_offset=rows[0].offset, opened_at=now)
             buf.add(readings_table(rows))
-        self._unfinished = (id(batch), len(batch))
+        for tp, offsets in new_offsets.items():
+            seqs.add_all(appended[tp], sorted(offsets), APPENDED_RUNS)
         self._roll(force=False)
-        self._unfinished = None
 
     async def tick(self) -> None:
         """Write the buffers that have aged out, even when no new data arrives."""
@@ -139,6 +154,8 @@ class ParquetSink:
         for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
             del self._buffers[key]
         self._started -= partitions
+        for tp in partitions:
+            self._appended.pop(tp, None)
 
     def _roll(self, *, force: bool) -> None:
         if self._paused and not force:

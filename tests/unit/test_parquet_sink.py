@@ -161,3 +161,14 @@ async def test_replay_from_inside_a_written_file_keeps_only_its_committed_rows(t
     await replay.flush()
     offsets = sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist())
     assert offsets == list(range(10))
+
+
+async def test_records_read_again_after_a_seek_back_fill_the_hole_without_doubling(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    batch = readings(12)
+    await s.write(batch[:3])
+    await s.write(batch[8:])  # offsets 3..7 never reached the stream
+    await s.write(batch[3:])  # the seek back reads 3..11: 3..7 are new, 8..11 were buffered
+    await s.flush()
+    assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(12))
