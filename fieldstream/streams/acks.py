@@ -37,27 +37,14 @@ class AckGate:
         self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
         self.holes: dict[TP, int] = {}  # partitions to seek back: first missing offset
         self._unconfirmed: set[TP] = set()  # newly ours, start offset not yet known: release nothing
-        self._rewinding: set[TP] = set()  # sent back to _expected, which has not arrived yet
 
-    def hold(self, events: list[EventT]) -> list[EventT]:
-        """Take a reference on every message; returns the events to process.
-
-        After a seek back, records fetched before the seek can still arrive ahead of the
-        re-read ones: they are left out (pinned, never acked here), since they come
-        again in order. Processing them would find a hole again and seek again.
-        """
-        keep: list[EventT] = []
+    def hold(self, events: list[EventT]) -> None:
         for event in events:
             message = event.message
             message.incref()
             tp = message.tp
-            expected = self._expected.get(tp)
-            if tp in self._rewinding:
-                if message.offset != expected:
-                    continue
-                self._rewinding.discard(tp)
             self._held.setdefault(tp, deque()).append(message)
-            keep.append(event)
+            expected = self._expected.get(tp)
             if expected is None or message.offset == expected:
                 self._expected[tp] = message.offset + 1
             elif message.offset > expected and tp not in self.holes:
@@ -65,8 +52,9 @@ class AckGate:
                           "before committing past %d", expected, message.offset - 1, tp.topic, tp.partition,
                           expected - 1)
                 self.holes[tp] = expected
-            # message.offset < expected: read again after a seek; acked like any other.
-        return keep
+            # message.offset < expected: read again after a seek; acked like any other. Records
+            # fetched before a seek can still arrive after it and find the hole again: another
+            # seek follows, and the sinks and stages take what they already have only once.
 
     def never_ack(self, events: list[EventT]) -> None:
         """Messages of a partition no longer ours: pinned so take_events cannot ack them."""
@@ -102,7 +90,6 @@ class AckGate:
         """The consumer was sent back to `offset`: the stream resumes contiguously from there."""
         self.holes.pop(tp, None)
         self._expected[tp] = offset
-        self._rewinding.add(tp)
 
     def drop(self, events: list[EventT]) -> None:
         """A batch that will not be processed here: never ack it; the next owner reads it again."""
@@ -150,7 +137,6 @@ class AckGate:
             self._expected.pop(tp, None)
             self.holes.pop(tp, None)
             self._unconfirmed.discard(tp)
-            self._rewinding.discard(tp)
 
     @property
     def held(self) -> int:

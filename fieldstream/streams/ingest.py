@@ -129,7 +129,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             # cancelled (shutdown) or fails; a held message is never committed by that.
             taken_in = ownership.generation
             owned, strays = ownership.split(events, taken_in)
-            owned = gate.hold(owned)
+            gate.hold(owned)
             gate.never_ack(strays)  # records of a partition that moved away: the new owner's
             async with in_flight:
                 if flow.stopping:

@@ -185,16 +185,3 @@ def test_a_stopping_worker_lets_go_of_a_rebalance_in_progress():
 
     asyncio.run(scenario())
 
-
-def test_records_fetched_before_a_seek_back_are_left_out_until_the_rewound_offset_arrives():
-    g = gate()
-    g.hold(events(P0, range(5)))
-    g.hold(events(P0, range(8, 10)))
-    assert g.holes == {P0: 5}
-    g.rewound(P0, 5)
-    stale = events(P0, range(10, 12))  # fetched before the seek, delivered after it
-    assert g.hold(stale) == [] and g.holes == {}
-    again = events(P0, range(5, 12))
-    assert g.hold(again) == again and g.holes == {}
-    g.release({})
-    assert acked(stale) == [] and acked(again) == list(range(5, 11))
