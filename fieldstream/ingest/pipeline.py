@@ -170,6 +170,14 @@ class Pipeline:
         for sink in self.buffering_sinks:
             sink.forget_partitions(partitions)
 
+    def expect_start(self, partitions: set[tuple[str, int]]) -> None:
+        for sink in self.buffering_sinks:
+            sink.expect_start(partitions)
+
+    def starts_at(self, partition: tuple[str, int], offset: int | None) -> None:
+        for sink in self.buffering_sinks:
+            sink.starts_at(partition, offset)
+
     async def tick(self) -> None:
         for sink in self.buffering_sinks:
             await self.retry(sink.name, sink.tick)

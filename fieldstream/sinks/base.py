@@ -43,6 +43,14 @@ class BufferingSink(Sink, Protocol):
         """Drop buffered rows of partitions taken from this worker: their new owner replays them."""
         ...
 
+    def expect_start(self, partitions: set[tuple[str, int]]) -> None:
+        """Partitions newly ours: their committed offset follows in `starts_at`."""
+        ...
+
+    def starts_at(self, partition: tuple[str, int], offset: int | None) -> None:
+        """Where a partition newly ours is read from (None: unknown; its first record will do)."""
+        ...
+
     def pause(self) -> None:
         """A rebalance is under way: make nothing durable until `resume`."""
         ...

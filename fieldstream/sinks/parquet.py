@@ -76,6 +76,8 @@ class ParquetSink:
         self._buffers: dict[tuple[str, int, date, int], _Buffer] = {}
         # partitions whose uncommitted files were cleaned up since they became ours
         self._started: set[tuple[str, int]] = set()
+        self._awaiting: set[tuple[str, int]] = set()  # newly ours, committed offset not known yet
+        self._start_at: dict[tuple[str, int], int] = {}  # newly ours: their committed offset
         # (topic, partition) → runs of the offsets appended since it became ours (see windows/seqs.py):
         # a retried batch, or records read again after a seek back, are not appended twice, while
         # the records of a hole filled by that seek are
@@ -88,7 +90,7 @@ class ParquetSink:
 
     # -- writing ----------------------------------------------------------
     async def write(self, batch: Sequence[Reading]) -> None:
-        buffers, started, appended = self._buffers, self._started, self._appended
+        buffers, appended = self._buffers, self._appended
         # The hot loop: group the batch by file (partition and event hour), taking the hour from
         # the datetime's fields (its date is formatted once per file, in _write_file).
         groups: dict[tuple[str, int, date, int], list[Reading]] = {}
@@ -98,9 +100,6 @@ class ParquetSink:
             offset = r.offset
             runs = appended.get(tp)
             if runs is None:
-                if tp not in started:
-                    self._discard_uncommitted(r.topic, r.partition, offset)
-                    started.add(tp)
                 runs = appended[tp] = array("q")
             if runs and offset <= runs[-1] and seqs.contains(runs, offset):
                 continue  # already buffered or written: a retried batch, or read again after a seek
@@ -154,8 +153,35 @@ class ParquetSink:
         for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
             del self._buffers[key]
         self._started -= partitions
+        self._awaiting -= partitions
         for tp in partitions:
             self._appended.pop(tp, None)
+            self._start_at.pop(tp, None)
+
+    def expect_start(self, partitions: set[tuple[str, int]]) -> None:
+        """Partitions newly ours: write none of their files until `starts_at` gives their committed
+        offset (the first record read can lie past it, when Faust skipped some: a seek back brings
+        those, and the files they belong in must not survive the clean-up)."""
+        self._awaiting |= partitions
+
+    def starts_at(self, partition: tuple[str, int], offset: int | None) -> None:
+        self._awaiting.discard(partition)
+        if offset is not None:
+            self._start_at[partition] = offset
+
+    def _clean(self, tp: tuple[str, int]) -> bool:
+        """Before the first file of a partition newly ours: remove what was never committed.
+        False while its start offset is still unknown (its files wait)."""
+        if tp in self._started:
+            return True
+        if tp in self._awaiting:
+            return False
+        lowest = min((b.start_offset for k, b in self._buffers.items() if (k[0], k[1]) == tp), default=None)
+        starts = [o for o in (lowest, self._start_at.get(tp)) if o is not None]
+        if starts:
+            self._discard_uncommitted(tp[0], tp[1], min(starts))
+        self._started.add(tp)
+        return True
 
     def _roll(self, *, force: bool) -> None:
         if self._paused and not force:
@@ -163,6 +189,8 @@ class ParquetSink:
         now = time.monotonic()
         s = self.settings
         for key, buf in list(self._buffers.items()):
+            if not self._clean((key[0], key[1])):
+                continue
             while buf.rows > s.roll_rows:  # full files first; the rest stays buffered
                 table = pa.concat_tables(buf.tables)
                 self._write_file(key, buf.start_offset, table.slice(0, s.roll_rows))

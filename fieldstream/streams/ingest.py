@@ -191,6 +191,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         lost, new = ownership.owned - mine, mine - ownership.owned
         gate.forget(lost)
         gate.expect_start(new)
+        pipeline.expect_start({(tp.topic, tp.partition) for tp in new})
         gone = {(tp.topic, tp.partition) for tp in lost}
         pipeline.forget_partitions(gone)
         for stage in stages:
@@ -211,3 +212,4 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                             tp.topic, tp.partition)
                 position = None
             gate.starts_at(tp, position)
+            pipeline.starts_at((tp.topic, tp.partition), position)

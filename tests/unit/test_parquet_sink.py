@@ -172,3 +172,20 @@ async def test_records_read_again_after_a_seek_back_fill_the_hole_without_doubli
     await s.write(batch[3:])  # the seek back reads 3..11: 3..7 are new, 8..11 were buffered
     await s.flush()
     assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(12))
+
+
+async def test_a_new_owner_cleans_up_from_the_committed_offset_not_its_first_record(tmp_path):
+    before = sink(tmp_path)
+    await before.start()
+    await before.write(readings(30))  # the previous owner wrote 0..29; only 0..19 were committed
+    await before.flush()
+    after = sink(tmp_path)
+    await after.start()
+    after.expect_start({("t", 0)})
+    batch = readings(30)
+    await after.write(batch[24:])  # Faust skipped 20..23: the first record read is 24
+    await after.flush()  # its files wait for the start offset
+    after.starts_at(("t", 0), 20)
+    await after.write(batch[20:])  # the seek back brings 20..23 (24..29 are already buffered)
+    await after.flush()
+    assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(30))
