@@ -24,6 +24,7 @@ from fieldstream.ingest.validate import RecentSeqs, Validator
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.base import BufferingSink, Sink
 from fieldstream.sinks.dlq import DeadLetterSink
+from fieldstream.sinks.quality_pg import DUPLICATE, QualityEvent, QualityTableSink
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class BatchOutcome:
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     decoded: int = 0  # readings found in the records (a ReadingBatch holds several)
+    quality: list[QualityEvent] = field(default_factory=list)  # per-device invalid and duplicate readings
 
 
 @dataclass
@@ -64,12 +66,14 @@ class Pipeline:
         dlq: DeadLetterSink,
         clock: Clock = utc_now,
         backoff: Backoff | None = None,
+        quality: QualityTableSink | None = None,
     ) -> None:
         self.decoder = decoder
         self.validator = validator
         self.dedup = dedup
         self.sinks = list(sinks)
         self.dlq = dlq
+        self.quality = quality
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.started = False
@@ -84,13 +88,17 @@ class Pipeline:
         """True unless the last attempt to reach some sink failed."""
         return all(self._connected.values())
 
+    @property
+    def _all_sinks(self) -> list:
+        return [*self.sinks, self.dlq, *([self.quality] if self.quality else [])]
+
     async def start(self) -> None:
-        for sink in [*self.sinks, self.dlq]:
+        for sink in self._all_sinks:
             await self.retry(sink.name, sink.start)
         self.started = True
 
     async def close(self) -> None:
-        for sink in [*self.sinks, self.dlq]:
+        for sink in self._all_sinks:
             try:
                 await sink.close()
             except Exception:  # noqa: BLE001 - closing must reach every sink
@@ -115,9 +123,11 @@ class Pipeline:
                     metrics.VALIDATION_FAILURES.labels(e.reason).inc()
                     out.dead.append(DeadLetter(rec, "validate", e.reason, type(e).__name__, str(e),
                                                reading.schema_id, reading.index if len(readings) > 1 else None))
+                    out.quality.append(quality_event(reading, e.reason))
                     continue
                 if self.dedup.is_duplicate(reading.device_id, reading.seq, (rec.topic, rec.partition)):
                     out.duplicates += 1
+                    out.quality.append(quality_event(reading, DUPLICATE))
                     continue
                 out.readings.append(reading)
             out.decoded += len(readings)
@@ -134,6 +144,8 @@ class Pipeline:
         """Write valid readings to every sink, then the dead letters; retry while anything is down."""
         for sink in self.sinks:
             await self._write(sink, out)
+        if out.quality and self.quality is not None:
+            await self.retry(self.quality.name, self.quality.write, out.quality)
         if out.dead:
             await self.retry(self.dlq.name, self.dlq.write, out.dead)
             await self.retry(self.dlq.name, self.dlq.flush)
@@ -199,6 +211,11 @@ class Pipeline:
     def _set_connected(self, name: str, up: bool) -> None:
         self._connected[name] = up
         metrics.SINK_CONNECTED.labels(name).set(1 if up else 0)
+
+
+def quality_event(reading: Reading, reason: str) -> QualityEvent:
+    return QualityEvent(reading.device_id, reading.device_type, reason, reading.event_time, reading.topic,
+                        reading.partition, reading.offset, reading.index)
 
 
 def _raw_of(reading: Reading) -> RawRecord:

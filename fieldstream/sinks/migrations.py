@@ -122,10 +122,49 @@ async def _devices_fillfactor(conn: asyncpg.Connection, timescale: bool, policy:
     await conn.execute("ALTER TABLE devices SET (fillfactor = 30)")
 
 
+async def _reading_rejections(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+    # Readings that did not make it (sinks/quality_pg.py), keyed by where they were read so a
+    # replay counts nothing twice; few rows (bad data is rare), so a plain table everywhere.
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS reading_rejections (
+            kafka_topic     text        NOT NULL,
+            kafka_partition integer     NOT NULL,
+            kafka_offset    bigint      NOT NULL,
+            idx             integer     NOT NULL,
+            device_id       text        NOT NULL,
+            device_type     text        NOT NULL,
+            reason          text        NOT NULL,
+            event_time      timestamptz,
+            recorded_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, idx)
+        );
+        CREATE INDEX IF NOT EXISTS reading_rejections_device ON reading_rejections (device_id, reason);
+        CREATE OR REPLACE VIEW device_quality AS
+        WITH by_reason AS (
+            SELECT device_id, reason, count(*) AS n FROM reading_rejections GROUP BY device_id, reason
+        ), rejected AS (
+            SELECT device_id,
+                   sum(n) FILTER (WHERE reason = 'duplicate') AS duplicates,
+                   sum(n) FILTER (WHERE reason <> 'duplicate') AS invalid,
+                   jsonb_object_agg(reason, n) FILTER (WHERE reason <> 'duplicate') AS invalid_by_reason
+            FROM by_reason GROUP BY device_id
+        )
+        SELECT device_id,
+               coalesce(d.readings, 0)::bigint AS valid,
+               coalesce(r.invalid, 0)::bigint AS invalid,
+               coalesce(r.duplicates, 0)::bigint AS duplicates,
+               coalesce(r.invalid_by_reason, '{}'::jsonb) AS invalid_by_reason
+        FROM devices d FULL JOIN rejected r USING (device_id);
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _core_tables),
     Migration(2, "timescale policies", _timescale_policies),
     Migration(3, "devices fillfactor for in-place updates", _devices_fillfactor),
+    Migration(4, "per-device data quality: reading_rejections, device_quality", _reading_rejections),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from fieldstream.config import Settings, load_settings
+from fieldstream.logs import worker_logging_config
 
 
 def faust_broker(bootstrap_servers: str) -> str:
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         autodiscover=False,
         web_in_thread=False,
+        logging_config=worker_logging_config(w.json_logs),
     )
     return app
 
@@ -75,7 +77,7 @@ def build_app(settings: Settings | None = None) -> faust.App:
     stages = [attach_windows(app, settings, pipeline, flow), attach_detection(app, settings, pipeline, flow)]
     attach_ingest(app, settings, pipeline, stages, flow)
     attach_web(app, lambda: {
-        "partitions_assigned": flow.started,
+        "partitions_assigned": flow.has_assignment,
         "sinks_connected": pipeline.started and pipeline.connected,
     })
     attach_lag_gauge(app, settings.topics.readings)

@@ -13,16 +13,26 @@ class FlowTracker:
         self.topic = topic
         self.batch_max = batch_max
         self.slow_batch_s = slow_batch_s
-        self.started = False
+        self.started = False  # an assignment has been received (it may be empty: more workers than partitions)
+        self.rebalancing = False  # between a revocation and the next assignment
         # Set when the worker stops: timers and new batches must not touch sinks that are closing.
         self.stopping = False
         self._owned: set[int] = set()
         self._since = datetime.now(UTC)
 
+    def revoked(self) -> None:
+        self.rebalancing = True
+
     def assigned(self, partitions: set[int]) -> None:
         self._owned = set(partitions)
         self.started = True
+        self.rebalancing = False
         self._since = datetime.now(UTC)
+
+    @property
+    def has_assignment(self) -> bool:
+        """Joined the group and not in the middle of a rebalance: what /ready reports."""
+        return self.started and not self.rebalancing
 
     def owned_partitions(self) -> set[int]:
         return self._owned

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from fieldstream.schemas.reading import Reading
 from fieldstream.schemas.registry import WriterSchemaCache
 from fieldstream.sinks.dlq import DeadLetterSink
 from fieldstream.sinks.parquet import ParquetSink
+from fieldstream.sinks.quality_pg import QualityTableSink
 from fieldstream.sinks.timescale import TimescaleSink
 from fieldstream.streams.acks import AckGate
 from fieldstream.streams.ownership import Ownership
@@ -63,6 +65,11 @@ class Stage(Protocol):
     async def close(self) -> None: ...
 
 
+def worker_identity(settings: Settings) -> str:
+    """Which worker process did it (the app id alone is the whole consumer group): for dead letters."""
+    return f"{settings.worker.app_id}/{socket.gethostname()}/{os.getpid()}"
+
+
 def build_pipeline(settings: Settings) -> Pipeline:
     schemas = WriterSchemaCache(settings.registry, subject_for(settings.topics.readings))
     return Pipeline(
@@ -70,7 +77,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         validator=Validator(settings.validation),
         dedup=RecentSeqs(settings.validation.dedup_window),
         sinks=[TimescaleSink(settings.pg), ParquetSink(settings.parquet)],
-        dlq=DeadLetterSink(settings.kafka, settings.topics.dlq, worker=settings.worker.app_id),
+        dlq=DeadLetterSink(settings.kafka, settings.topics.dlq, worker=worker_identity(settings)),
+        quality=QualityTableSink(settings.pg),
     )
 
 
@@ -182,6 +190,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         for part in buffering:
             part.pause()
         metrics.REBALANCES.inc()
+        flow.revoked()
         if not flow.stopping:  # stopping holds the batch lock for good
             await ownership.block()
 

@@ -8,7 +8,10 @@ running; and good + dead-lettered + duplicates accounts for every record produce
 
 from __future__ import annotations
 
+import json
 import random
+import socket
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -168,7 +171,7 @@ def test_each_bad_input_is_dead_lettered_with_context_and_the_worker_carries_on(
             "reason": bad.reason,
             "error.class": ERROR_CLASS[bad.stage],
             "schema.id": "" if bad.schema_id is None else str(bad.schema_id),
-            "worker": settings.worker.app_id,
+            "worker": f"{settings.worker.app_id}/{socket.gethostname()}/{worker.proc.pid}",
         }
         wrong = {k: (headers.get(k), v) for k, v in expected.items() if headers.get(k) != v}
         if wrong:
@@ -182,3 +185,16 @@ def test_each_bad_input_is_dead_lettered_with_context_and_the_worker_carries_on(
 
     assert worker.alive(), worker.log_text()[-3000:]
     assert metric_total(worker.port, "fieldstream_readings_out_total") == len(good)
+
+    # Per-device data quality: valid, invalid by reason, duplicates.
+    quality = {r["device_id"]: r for r in pg_fetch(
+        settings, "SELECT device_id, valid, invalid, duplicates, invalid_by_reason::text AS by_reason "
+                  "FROM device_quality WHERE device_id LIKE $1", f"{prefix}-%")}
+    invalid = Counter(b.reason for b in corpus if b.stage == "validate")  # every one is a reading of dev-0
+    assert set(quality) == set(devices)
+    for device in devices:
+        row = quality[device]
+        assert row["valid"] == sum(1 for d, _ in good if d == device)
+        assert row["duplicates"] == (1 if device == dup_device else 0)
+        assert row["invalid"] == (sum(invalid.values()) if device == devices[0] else 0)
+        assert json.loads(row["by_reason"]) == (dict(invalid) if device == devices[0] else {})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Producer
 
@@ -12,7 +15,7 @@ from fieldstream.stack import manager
 from fieldstream.stack.kafka import KafkaService
 from fieldstream.topics import ensure_topics
 
-from .harness import consume_all, wait_for
+from .harness import BIN, consume_all, free_port, wait_for
 
 
 def _by_name(rows):
@@ -51,3 +54,55 @@ def test_killed_kafka_comes_back_with_its_data(stack_settings):
     assert kafka.status().running and kafka.status().pid != pid
     values = [m.value() for m in consume_all(stack_settings, topic, expect=1, timeout_s=60)]
     assert values == [b"still here"]
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Every live process whose command line mentions `text` (here: a stack's data directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append((int(proc.name), cmdline[:200]))
+    return found
+
+
+def test_cli_up_status_down_of_a_second_stack_leaves_no_process(stack_settings):
+    """A whole second stack (own data directory and ports, shared download cache) through the CLI."""
+    data_dir = (stack_settings.stack.data_dir / f"it-down-{uuid.uuid4().hex[:8]}").resolve()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTREAM_")}
+    env.update({
+        "FIELDSTREAM_STACK_DATA_DIR": str(data_dir),
+        "FIELDSTREAM_STACK_CACHE_DIR": str(stack_settings.stack.cache_dir.resolve()),
+        "FIELDSTREAM_STACK_KAFKA_PORT": str(free_port()),
+        "FIELDSTREAM_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "FIELDSTREAM_STACK_REGISTRY_PORT": str(free_port()),
+        "FIELDSTREAM_STACK_POSTGRES_PORT": str(free_port()),
+    })
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "fieldstream"), "stack", *args], env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    try:
+        up = cli("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:]}
+        assert set(rows) == {"kafka", "registry", "postgres"} and all(r[1] == "up" for r in rows.values())
+        major, minor, _ = (int(x) for x in rows["kafka"][-1].split("."))
+        assert (major, minor) >= (3, 7)
+        assert processes_mentioning(str(data_dir)), "the second stack's servers should be running"
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "kafka" in down.stdout and "registry" in down.stdout and "postgres" in down.stdout
+    assert processes_mentioning(str(data_dir)) == []
+    after = cli("status")
+    assert after.returncode == 1 and all(line.split()[1] == "down" for line in after.stdout.splitlines()[1:])
+    shutil.rmtree(data_dir, ignore_errors=True)
