@@ -91,7 +91,7 @@ def prepare(settings: Settings) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(**settings.pg.connect_kwargs())
         try:
-            await migrate(conn)
+            await migrate(conn, settings.pg)
         finally:
             await conn.close()
 

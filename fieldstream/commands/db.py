@@ -26,7 +26,7 @@ def migrate_cmd() -> None:
     async def run() -> list[int]:
         conn = await asyncpg.connect(**settings.pg.connect_kwargs(), timeout=10)
         try:
-            return await migrate(conn)
+            return await migrate(conn, settings.pg)
         finally:
             await conn.close()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlencode
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from fieldstream.config.base import Section, section
 from fieldstream.config.stack import POSTGRES_PORT
@@ -25,6 +26,19 @@ class PostgresSettings(Section):
     sslkey: str | None = Field(None, description="Private key (PEM, unencrypted) of the client certificate")
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(4, ge=1)
+    # TimescaleDB only (ignored on plain PostgreSQL); durations as "7 days", "12:00:00" or ISO 8601 "PT12H".
+    chunk_interval: timedelta = Field(timedelta(days=1), gt=timedelta(0),
+                                      description="Time span of one readings chunk (TimescaleDB)")
+    compress_after: timedelta = Field(timedelta(days=7), gt=timedelta(0),
+                                      description="Compress readings chunks older than this (TimescaleDB)")
+    retain_for: timedelta | None = Field(timedelta(days=90), gt=timedelta(0),
+                                         description="Drop readings chunks older than this; empty or "
+                                                     "'forever' keeps them (TimescaleDB)")
+
+    @field_validator("retain_for", mode="before")
+    @classmethod
+    def _forever(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "forever") else value
 
     @model_validator(mode="after")
     def _complete(self) -> PostgresSettings:

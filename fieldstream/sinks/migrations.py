@@ -1,8 +1,10 @@
 """Versioned, idempotent schema migrations of the PostgreSQL / TimescaleDB store.
 
-Each migration runs once, in a transaction, recorded in `schema_migrations`.
-TimescaleDB features are applied only when the extension is present; the same
-tables work on plain PostgreSQL with ordinary indexes.
+Each migration runs once, in a transaction, recorded in `schema_migrations`: they
+shape the tables, identically on plain PostgreSQL and on TimescaleDB. TimescaleDB's
+features (hypertable, compression, retention, the hourly continuous aggregate) are
+not migrations: they follow settings that may change, and the extension may appear
+after the tables were made, so `apply_timescale` reconciles them on every migrate.
 """
 
 from __future__ import annotations
@@ -10,27 +12,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
+from fieldstream.config.postgres import PostgresSettings
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TimescalePolicy:
-    compress_after: str = "7 days"
-    retain_for: str = "90 days"
-    chunk_interval: str = "1 day"
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    apply: Callable[[asyncpg.Connection, bool, TimescalePolicy], Awaitable[None]]
+    apply: Callable[[asyncpg.Connection], Awaitable[None]]
 
 
-async def _core_tables(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+async def _core_tables(conn: asyncpg.Connection) -> None:
     # Readings: one row per reading. The primary key leads with device_id then
     # event_time, so "device X between t1 and t2" is one index range scan; seq
     # makes the key unique per reading, so a replayed batch is a no-op.
@@ -80,49 +78,22 @@ async def _core_tables(conn: asyncpg.Connection, timescale: bool, policy: Timesc
         CREATE INDEX IF NOT EXISTS alerts_device_time ON alerts (device_id, event_time DESC);
         """
     )
-    if timescale:
-        await conn.execute(
-            "SELECT create_hypertable('readings', 'event_time', chunk_time_interval => $1::interval, "
-            "if_not_exists => TRUE, migrate_data => TRUE)",
-            policy.chunk_interval,
-        )
-    else:
-        await conn.execute("CREATE INDEX IF NOT EXISTS readings_time ON readings (event_time)")
+    # Time-only scans (retention, dashboards); a hypertable has such an index of its own.
+    await conn.execute("CREATE INDEX IF NOT EXISTS readings_time ON readings (event_time)")
 
 
-async def _timescale_policies(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
-    if not timescale:
-        return
-    await conn.execute(
-        "ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', "
-        "timescaledb.compress_orderby = 'event_time DESC, seq')"
-    )
-    await conn.execute("SELECT add_compression_policy('readings', $1::interval, if_not_exists => TRUE)",
-                       policy.compress_after)
-    await conn.execute("SELECT add_retention_policy('readings', $1::interval, if_not_exists => TRUE)",
-                       policy.retain_for)
-    await conn.execute(
-        """
-        CREATE MATERIALIZED VIEW IF NOT EXISTS readings_hourly
-        WITH (timescaledb.continuous) AS
-        SELECT device_id, time_bucket('1 hour', event_time) AS bucket, count(*) AS readings
-        FROM readings GROUP BY device_id, bucket WITH NO DATA
-        """
-    )
-    await conn.execute(
-        "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 hours', "
-        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)"
-    )
+async def _timescale_moved_out(conn: asyncpg.Connection) -> None:
+    """Once the policies; now `apply_timescale`, on every migrate. Kept so versions keep their meaning."""
 
 
-async def _devices_fillfactor(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+async def _devices_fillfactor(conn: asyncpg.Connection) -> None:
     # Every batch updates one `devices` row per device it touches; free space in each
     # page lets PostgreSQL update in place (HOT) instead of writing a new row version
     # elsewhere: measured 22-32 % faster on the sink benchmark.
     await conn.execute("ALTER TABLE devices SET (fillfactor = 30)")
 
 
-async def _reading_rejections(conn: asyncpg.Connection, timescale: bool, policy: TimescalePolicy) -> None:
+async def _reading_rejections(conn: asyncpg.Connection) -> None:
     # Readings that did not make it (sinks/quality_pg.py), keyed by where they were read so a
     # replay counts nothing twice; few rows (bad data is rare), so a plain table everywhere.
     await conn.execute(
@@ -162,7 +133,7 @@ async def _reading_rejections(conn: asyncpg.Connection, timescale: bool, policy:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _core_tables),
-    Migration(2, "timescale policies", _timescale_policies),
+    Migration(2, "timescale policies (now apply_timescale)", _timescale_moved_out),
     Migration(3, "devices fillfactor for in-place updates", _devices_fillfactor),
     Migration(4, "per-device data quality: reading_rejections, device_quality", _reading_rejections),
 )
@@ -172,15 +143,14 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
 
 
-async def migrate(conn: asyncpg.Connection, policy: TimescalePolicy | None = None) -> list[int]:
-    """Apply pending migrations; returns the versions applied now. Safe to run concurrently."""
-    policy = policy or TimescalePolicy()
-    # One migrator at a time across workers.
+async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> list[int]:
+    """Apply pending migrations, then TimescaleDB's features if the extension is there.
+
+    Returns the versions applied now. Safe to run concurrently (an advisory lock).
+    """
     await conn.execute("SELECT pg_advisory_lock(727274)")
     try:
         timescale = await timescale_available(conn)
-        if timescale:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         log.info("database: %s", "TimescaleDB extension present: hypertables, compression, retention, "
                  "continuous aggregates" if timescale else "plain PostgreSQL (no timescaledb extension): "
                  "ordinary tables and indexes")
@@ -194,11 +164,70 @@ async def migrate(conn: asyncpg.Connection, policy: TimescalePolicy | None = Non
             if m.version in done:
                 continue
             async with conn.transaction():
-                await m.apply(conn, timescale, policy)
+                await m.apply(conn)
                 await conn.execute("INSERT INTO schema_migrations (version, name, timescale) VALUES ($1, $2, $3)",
                                    m.version, m.name, timescale)
             log.info("database: applied migration %d (%s)", m.version, m.name)
             applied.append(m.version)
+        if timescale:
+            await apply_timescale(conn, settings)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock(727274)")
+
+
+async def apply_timescale(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+    """Bring the TimescaleDB features in line with the settings; a no-op when they already are."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    # migrate_data: the tables may hold rows written before the extension was installed.
+    await conn.execute(
+        "SELECT create_hypertable('readings', 'event_time', chunk_time_interval => $1::interval, "
+        "if_not_exists => TRUE, migrate_data => TRUE, create_default_indexes => FALSE)",
+        settings.chunk_interval,
+    )
+    await conn.execute("SELECT set_chunk_time_interval('readings', $1::interval)", settings.chunk_interval)
+    compressed = await conn.fetchval(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+    )
+    if not compressed:  # changing these once chunks are compressed is refused; segmenting by device stays
+        await conn.execute(
+            "ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', "
+            "timescaledb.compress_orderby = 'event_time DESC, seq')"
+        )
+    await _policy(conn, "policy_compression", "compress_after", settings.compress_after,
+                  "SELECT add_compression_policy('readings', $1::interval)",
+                  "SELECT remove_compression_policy('readings', if_exists => TRUE)")
+    await _policy(conn, "policy_retention", "drop_after", settings.retain_for,
+                  "SELECT add_retention_policy('readings', $1::interval)",
+                  "SELECT remove_retention_policy('readings', if_exists => TRUE)")
+    await conn.execute(
+        """
+        CREATE MATERIALIZED VIEW IF NOT EXISTS readings_hourly
+        WITH (timescaledb.continuous) AS
+        SELECT device_id, time_bucket('1 hour', event_time) AS bucket, count(*) AS readings
+        FROM readings GROUP BY device_id, bucket WITH NO DATA
+        """
+    )
+    await conn.execute(
+        "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 hours', "
+        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)"
+    )
+    log.info("database: TimescaleDB readings chunks of %s, compressed after %s, %s", settings.chunk_interval,
+             settings.compress_after,
+             f"dropped after {settings.retain_for}" if settings.retain_for else "kept for ever")
+
+
+async def _policy(conn: asyncpg.Connection, proc: str, key: str, wanted: timedelta | None, add: str,
+                  remove: str) -> None:
+    """One background policy on `readings`: (re)created only when its interval differs from `wanted`."""
+    current = await conn.fetchval(
+        "SELECT (config->>$2)::interval FROM timescaledb_information.jobs "
+        "WHERE proc_name = $1 AND hypertable_name = 'readings'",
+        proc, key,
+    )
+    if current == wanted:
+        return
+    if current is not None:
+        await conn.execute(remove)
+    if wanted is not None:
+        await conn.execute(add, wanted)

@@ -137,7 +137,7 @@ class TimescaleSink:
         try:
             conn = await asyncpg.connect(**self.settings.connect_kwargs(), timeout=10)
             try:
-                await migrate(conn)
+                await migrate(conn, self.settings)
             finally:
                 await conn.close()
             self._pool = await asyncpg.create_pool(

@@ -24,7 +24,7 @@ def stack_settings() -> Settings:
     async def migrate_once() -> None:
         conn = await asyncpg.connect(**settings.pg.connect_kwargs())
         try:
-            await migrate(conn)
+            await migrate(conn, settings.pg)
         finally:
             await conn.close()
 
