@@ -36,12 +36,18 @@ def main() -> None:
     for command in _our_commands():
         cli.add_command(command)
     try:
+        from fieldstream.config import load_settings
         from fieldstream.streams.app import build_app
 
-        app = build_app()
+        settings = load_settings()
+        app = build_app(settings)
     except ConfigError as e:
         click.echo(f"fieldstream: {e}", err=True)
         sys.exit(2)
+    if settings.worker.json_logs and not {"-q", "--quiet"} & set(sys.argv):
+        # Faust's banner and console notes are plain text on stdout; with JSON logs every
+        # line must parse, so they go; the logs still say what starts, stops and fails.
+        sys.argv.insert(1, "--quiet")
     app.main()
 
 

@@ -112,6 +112,9 @@ def tail(severity: str | None, devices: tuple[str, ...], detectors: tuple[str, .
         # Idle time counts from when we can actually read: joining a group on a freshly
         # started broker can take longer than the idle timeout.
         nonlocal assigned, last_message
+        if not assigned:
+            where = "from the oldest retained alert" if from_beginning else "new alerts only"
+            click.echo(f"following {topic} ({len(partitions)} partitions, {where}); Ctrl-C to stop", err=True)
         assigned, last_message = True, time.monotonic()
 
     consumer.subscribe([topic], on_assign=on_assign)

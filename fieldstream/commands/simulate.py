@@ -58,7 +58,8 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--duration", type=Duration(), help="Event time to cover (e.g. 3600, 30m, 2h); "
               "live modes run until Ctrl-C without it")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many events")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same fleet, same anomalies")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Same seed, same fleet, same anomalies; with the same --start, the very same readings and labels")
 @click.option("--start", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
               help="Event time of the run's start (UTC if no offset) instead of one derived from now")
 @click.option("--v1-fraction", type=float, default=0.3, show_default=True, callback=_fraction,

@@ -27,6 +27,8 @@ class RegistrySettings(Section):
     cache_capacity: int = Field(1000, ge=1, description="Schemas kept in the client's cache")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when the registry is down")
     retry_max_s: float = Field(10.0, gt=0, description="Longest backoff between registry retries")
+    unknown_id_ttl_s: float = Field(60.0, ge=0, description="How long a schema id the registry did not know "
+                                                        "is dead-lettered without asking again")
 
     @field_validator("url")
     @classmethod

@@ -117,8 +117,11 @@ class DeviceProducer:
             else:
                 self.failed += 1
             if self.on_delivery is not None:
-                self.on_delivery(DeliveryReport(device_id, msg.topic(), msg.partition() or 0,
-                                                msg.offset() or -1, None if err is None else str(err)))
+                # partition() and offset() are None when the message never reached a broker; 0 is real.
+                partition, offset = msg.partition(), msg.offset()
+                self.on_delivery(DeliveryReport(device_id, msg.topic(), -1 if partition is None else partition,
+                                                -1 if offset is None else offset,
+                                                None if err is None else str(err)))
         return callback
 
     def send(self, record: dict[str, Any]) -> None:

@@ -170,6 +170,7 @@ class Pipeline:
                     assert isinstance(reading, Reading)
                     out.dead.append(DeadLetter(_raw_of(reading), "sink", "sink_rejected", "RecordRejected",
                                                f"{sink.name}: {why}", reading.schema_id, reading.index))
+                    out.quality.append(quality_event(reading, "sink_rejected"))
                 out.readings = [r for r in out.readings if id(r) not in refused]
                 break
         metrics.SINK_BATCH_SIZE.labels(sink.name).observe(len(batch))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +46,21 @@ def _record_name(schema: dict[str, Any]) -> str:
 
 
 class WriterSchemaCache:
-    """Schema id → parsed writer schema; one registry call per id, ever."""
+    """Schema id → parsed writer schema; one registry call per known id, ever.
 
-    def __init__(self, settings: RegistrySettings, subject: str) -> None:
+    An id the registry does not know is remembered as unknown for a while only: a
+    producer may have registered it a moment ago on a registry replica that has not
+    caught up, and its records deserve a second look before the next are dead-lettered.
+    """
+
+    def __init__(self, settings: RegistrySettings, subject: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.subject = subject
+        self.clock = clock
         self._client = AsyncSchemaRegistryClient(settings.client_config())
         self._cache: dict[int, WriterSchema] = {}
-        self._missing: set[int] = set()
+        self._missing_until: dict[int, float] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     def get_cached(self, schema_id: int) -> WriterSchema | None:
@@ -62,7 +71,7 @@ class WriterSchemaCache:
         hit = self._cache.get(schema_id)
         if hit is not None:
             return hit
-        if schema_id in self._missing:
+        if self._missing_until.get(schema_id, float("-inf")) > self.clock():
             raise DecodeError(f"schema id {schema_id} is not in the registry", reason="unknown_schema")
         lock = self._locks.setdefault(schema_id, asyncio.Lock())
         async with lock:
@@ -73,7 +82,12 @@ class WriterSchemaCache:
                 try:
                     found = await self._fetch(schema_id)
                     self._cache[schema_id] = found
+                    self._missing_until.pop(schema_id, None)
                     return found
+                except DecodeError as e:
+                    if e.reason == "unknown_schema":
+                        self._missing_until[schema_id] = self.clock() + self.settings.unknown_id_ttl_s
+                    raise
                 except RegistryUnavailable as e:
                     metrics.REGISTRY_RETRIES.inc()
                     log.warning("schema registry unavailable (%s); retrying in %.1fs", e, delay)
@@ -85,7 +99,6 @@ class WriterSchemaCache:
             schema = await self._client.get_schema(schema_id)
         except SchemaRegistryError as e:
             if e.error_code in NOT_FOUND_CODES or e.http_status_code == 404:
-                self._missing.add(schema_id)
                 raise DecodeError(f"schema id {schema_id} is not in the registry",
                                   reason="unknown_schema") from e
             raise RegistryUnavailable(f"registry error {e.http_status_code}: {e.error_message}") from e

@@ -26,11 +26,12 @@ from fieldstream.sinks.dlq import parse_headers
 from .conftest import pg_fetch
 from .framing import framed, reading
 from .harness import Worker, consume_all, end_offsets, metric_total, wait_for
+from .test_sink_faults import lake_counts
 
 pytestmark = pytest.mark.integration
 
 UNKNOWN_SCHEMA_ID = 987_654_321  # far beyond any id the registry hands out
-ERROR_CLASS = {"decode": "DecodeError", "validate": "ValidationError"}
+ERROR_CLASS = {"decode": "DecodeError", "validate": "ValidationError", "sink": "RecordRejected"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ def bad_corpus(prefix: str, ids: dict[str, int], now: datetime, max_value_bytes:
         Bad("null key", None, framed(v2, ok()), "validate", "missing_key", v2),
         Bad("key differs from device_id", f"{prefix}-someone-else".encode(), framed(v2, ok()), "validate",
             "key_mismatch", v2),
+        # Valid to us, refused by PostgreSQL (text cannot hold NUL): dead-lettered by the sink, kept from Parquet.
+        Bad("NUL character in firmware", key, framed(v2, ok(firmware="fw-1.2\x00evil")), "sink", "sink_rejected",
+            v2),
     ]
 
 
@@ -146,7 +150,7 @@ def test_each_bad_input_is_dead_lettered_with_context_and_the_worker_carries_on(
     assert dead_in_topic == len(corpus)
     assert sorted((r["device_id"], r["seq"]) for r in rows) == sorted(good)  # none twice, no bad one
     assert len(rows) + dead_in_topic + duplicates == produced
-    for stage in ("decode", "validate"):
+    for stage in ("decode", "validate", "sink"):
         assert metric_total(worker.port, "fieldstream_dead_letters_total", stage=stage) == sum(
             1 for b in corpus if b.stage == stage)
 
@@ -190,7 +194,7 @@ def test_each_bad_input_is_dead_lettered_with_context_and_the_worker_carries_on(
     quality = {r["device_id"]: r for r in pg_fetch(
         settings, "SELECT device_id, valid, invalid, duplicates, invalid_by_reason::text AS by_reason "
                   "FROM device_quality WHERE device_id LIKE $1", f"{prefix}-%")}
-    invalid = Counter(b.reason for b in corpus if b.stage == "validate")  # every one is a reading of dev-0
+    invalid = Counter(b.reason for b in corpus if b.stage != "decode")  # every one is a reading of dev-0
     assert set(quality) == set(devices)
     for device in devices:
         row = quality[device]
@@ -198,3 +202,7 @@ def test_each_bad_input_is_dead_lettered_with_context_and_the_worker_carries_on(
         assert row["duplicates"] == (1 if device == dup_device else 0)
         assert row["invalid"] == (sum(invalid.values()) if device == devices[0] else 0)
         assert json.loads(row["by_reason"]) == (dict(invalid) if device == devices[0] else {})
+
+    # Parquet holds the good readings only: the one PostgreSQL refused is not written there either.
+    assert worker.stop() == 0, worker.log_text()[-3000:]
+    assert lake_counts(scenario.tmp / "lake") == (len(good), len(good))
