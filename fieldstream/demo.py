@@ -23,7 +23,9 @@ from confluent_kafka import Consumer, TopicPartition
 from fieldstream.config import Settings
 from fieldstream.schemas.admin import register_bundled
 from fieldstream.sinks.migrations import migrate
+from fieldstream.sinks.windows_pg import table_name
 from fieldstream.topics import ensure_topics
+from fieldstream.windows.specs import parse_specs
 
 BIN = Path(sys.executable).parent
 
@@ -52,13 +54,20 @@ def topic_messages(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
+def demo_tables(settings: Settings) -> list[str]:
+    """The tables this configuration writes: core ones and one per configured window spec
+    (tables of specs configured elsewhere, e.g. by other runs, are not this run's)."""
+    windows = [table_name(spec.name) for spec in parse_specs(settings.window.specs)]
+    return ["alerts", "devices", "readings", *sorted(windows)]
+
+
 async def table_counts(settings: Settings) -> dict[str, int]:
     conn = await asyncpg.connect(**settings.pg.connect_kwargs())
     try:
-        names = [r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-            "(tablename IN ('readings', 'devices', 'alerts') OR tablename LIKE 'windows\\_%') ORDER BY 1")]
-        return {name: await conn.fetchval(f'SELECT count(*) FROM "{name}"') for name in names}
+        existing = {r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        return {name: await conn.fetchval(f'SELECT count(*) FROM "{name}"') if name in existing else 0
+                for name in demo_tables(settings)}
     finally:
         await conn.close()
 

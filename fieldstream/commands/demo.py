@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+import uuid
 
 import click
 
@@ -29,13 +31,17 @@ def demo_cmd(devices: int, history: str, n_workers: int, timeout: float) -> None
                for i in range(n_workers)]
     try:
         time.sleep(5)
-        say(f"3/5 simulating {devices} devices over {history} of event time ending now")
+        # A new fleet each run: the same device ids again would resend event time whose windows
+        # closed in the last run (all "late"). Ids still start with the simulator prefix the
+        # workers know (geofences of simulated collars).
+        id_prefix = f"{settings.sim.id_prefix}.{uuid.uuid4().hex[:6]}"
+        say(f"3/5 simulating {devices} devices ({id_prefix}-*) over {history} of event time ending now")
         labels = settings.stack.data_dir / "demo-labels.jsonl"
         sim = subprocess.run(
             [str(demo.BIN / "fieldstream"), "simulate", "--devices", str(devices), "--rate", "0",
              "--duration", history, "--bad-fraction", "0.002", "--anomaly-rate", "0.3", "--warmup", "30m",
              "--out-of-order", "0.01", "--labels", str(labels)],
-            check=False,
+            check=False, env={**os.environ, "FIELDSTREAM_SIM_ID_PREFIX": id_prefix},
         )
         if sim.returncode != 0:
             raise click.ClickException("the simulator failed (see above)")
@@ -61,3 +67,7 @@ def demo_cmd(devices: int, history: str, n_workers: int, timeout: float) -> None
     width = max(len(name) for name, _ in rows)
     for name, n in rows:
         say(f"  {name:<{width}}  {n:>9,}")
+    empty = [name for name, n in rows if n <= 0]
+    if empty:  # every sink takes part in the main job: one that received nothing is a failure
+        raise click.ClickException(f"nothing landed in: {', '.join(empty)} (worker logs in "
+                                   f"{settings.stack.data_dir / 'logs'})")
