@@ -24,7 +24,7 @@ from fieldstream.config import Settings
 from fieldstream.schemas.admin import register_bundled
 from fieldstream.sinks.migrations import migrate
 from fieldstream.sinks.windows_pg import table_name
-from fieldstream.topics import ensure_topics
+from fieldstream.topics import ensure_topics, watermark_offsets
 from fieldstream.windows.specs import parse_specs
 
 BIN = Path(sys.executable).parent
@@ -47,7 +47,7 @@ def topic_messages(settings: Settings, topic: str) -> int:
             return 0
         total = 0
         for p in md.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = watermark_offsets(consumer, TopicPartition(topic, p))
             total += high - low
         return total
     finally:
@@ -129,7 +129,10 @@ class WorkerProcess:
 
 
 def wait_caught_up(settings: Settings, before: Snapshot, sent: int, timeout_s: float, say) -> None:  # noqa: ANN001
-    """Wait until the readings stop growing in PostgreSQL and Parquet (or the timeout)."""
+    """Wait until the readings stop growing in PostgreSQL and Parquet for 15 s (or the timeout).
+
+    Counts alone cannot say "done": duplicates are dropped, and a record read again
+    after a rebalance may be dead-lettered twice (at least once, see docs/ARCHITECTURE.md)."""
     deadline = time.monotonic() + timeout_s
     last, stable_since = None, time.monotonic()
     while time.monotonic() < deadline:
@@ -137,9 +140,9 @@ def wait_caught_up(settings: Settings, before: Snapshot, sent: int, timeout_s: f
         progress = (now.tables.get("readings", 0) - before.tables.get("readings", 0),
                     now.parquet_rows - before.parquet_rows,
                     now.topics[settings.topics.dlq] - before.topics[settings.topics.dlq])
-        say(f"  caught up so far: {progress[0]} readings in PostgreSQL, {progress[1]} in Parquet, "
-            f"{progress[2]} dead letters (of {sent} sent)")
         if progress != last:
+            say(f"  caught up so far: {progress[0]} readings in PostgreSQL, {progress[1]} in Parquet, "
+                f"{progress[2]} dead letters (of {sent} sent)")
             last, stable_since = progress, time.monotonic()
         elif time.monotonic() - stable_since > 15 and progress[0] > 0:
             return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fieldstream.config import Settings
@@ -42,9 +43,31 @@ def ensure_topics(settings: Settings, plan: dict[str, int] | None = None, timeou
             except KafkaException as e:
                 if e.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another worker won the race
                     raise
+    if created:
+        wait_for_leaders(admin, created, timeout_s)
     for name in created:
         log.info("created topic %s (%d partitions)", name, plan[name])
     return created
+
+
+def wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """Block until every partition of `topics` has a leader.
+
+    create_topics returns when the controller has the topics; the broker may need a
+    moment more to lead their partitions, and reads or offset look-ups in that moment
+    fail with NOT_LEADER_FOR_PARTITION.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        waiting = [name for name in topics
+                   if name not in metadata or metadata[name].error is not None
+                   or any(p.leader < 0 or p.error is not None for p in metadata[name].partitions.values())]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics without a partition leader after {timeout_s:.0f}s: {', '.join(waiting)}")
+        time.sleep(0.2)
 
 
 def describe_topics(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
@@ -52,3 +75,21 @@ def describe_topics(settings: Settings, timeout_s: float = 10) -> dict[str, int]
     admin = AdminClient(settings.kafka.confluent_config())
     md = admin.list_topics(timeout=timeout_s)
     return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
+
+
+# Errors of a partition between leaders (just created, or its broker restarting): worth a retry.
+_BETWEEN_LEADERS = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def watermark_offsets(consumer: Consumer, partition: TopicPartition, timeout_s: float = 10,
+                      attempts: int = 20) -> tuple[int, int]:
+    """Low and high watermark of `partition`, retried while it is between leaders."""
+    for attempt in range(attempts):
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=timeout_s)
+        except KafkaException as e:
+            if e.args[0].code() not in _BETWEEN_LEADERS or attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")

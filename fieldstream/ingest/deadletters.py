@@ -28,6 +28,7 @@ from confluent_kafka import (
 from fieldstream.config.kafka import KafkaSettings
 from fieldstream.errors import FieldstreamError
 from fieldstream.sinks.dlq import HEADER_PREFIX, parse_headers
+from fieldstream.topics import watermark_offsets
 
 #: Marks a record re-injected from the dead-letter topic (so a second failure shows it was a replay).
 REPLAYED_HEADER = HEADER_PREFIX + "replayed"
@@ -100,8 +101,7 @@ class DeadLetterReader:
                                        + (f" ({meta.error})" if meta is not None and meta.error else ""))
         starts, ends = {}, {}
         for p in sorted(meta.partitions):
-            starts[p], ends[p] = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                                      timeout=self.timeout_s)
+            starts[p], ends[p] = watermark_offsets(self._consumer, TopicPartition(self.topic, p), self.timeout_s)
         return starts, ends
 
     @property

@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, MemberDescription
 
 from fieldstream.config import Settings
 from fieldstream.ops.status import GroupMember, GroupState, PartitionLag
-from fieldstream.topics import describe_topics
+from fieldstream.topics import describe_topics, watermark_offsets
 
 # librdkafka logs every failed connection attempt to stderr; status reports the
 # failure itself in one line, so its logs go to a logger nobody prints (see -v in
@@ -63,7 +63,7 @@ def group_state(settings: Settings, timeout_s: float) -> GroupState:
                          "enable.auto.commit": False})
     try:
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = watermark_offsets(consumer, TopicPartition(topic, p), timeout_s)
             done = committed[p]
             lag = max(0, high - done) if done is not None else max(0, high - low)
             rows.append(PartitionLag(p, done, low, high, lag, owners.get(p)))

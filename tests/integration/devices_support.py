@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from fieldstream.config import Settings
 from fieldstream.schemas.files import schema_text, subject_for
+from fieldstream.topics import wait_for_leaders
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ def fresh_topic(settings: Settings, prefix: str, partitions: int = 3,
     admin = AdminClient(settings.kafka.confluent_config())
     for future in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)]).values():
         future.result(30)
+    wait_for_leaders(admin, [name], 30)
     registry = SchemaRegistryClient(settings.registry.client_config())
     for file in schemas:
         registry.register_schema(subject_for(name), Schema(schema_text(file), "AVRO"))

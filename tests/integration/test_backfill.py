@@ -25,7 +25,7 @@ from .devices_support import fresh_topic, read_all
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-NAB_SERIES = REPO / "examples" / "data" / "nab" / "ec2_cpu_utilization_825cc2.csv"
+NAB_DIR = REPO / "examples" / "data" / "nab"
 ROWS = 100_000
 DEVICES = 40
 
@@ -153,39 +153,52 @@ def test_interrupted_backfill_resumes_without_duplicates_or_losses(tmp_path: Pat
     assert len(good) + len(bad) == ROWS
 
 
-def _nab_expected() -> list[tuple[str, float]]:
-    with NAB_SERIES.open() as f:
+def _nab_expected(path: Path) -> list[tuple[str, float]]:
+    with path.open() as f:
         return [(row["timestamp"], float(row["value"])) for row in csv.DictReader(f)]
 
 
 def test_nab_series_backfill_dry_run_then_real(tmp_path: Path) -> None:
+    """Every NAB series shipped with the repo (a copy of the shared set), one device per series."""
     settings = load_settings()
-    expected = _nab_expected()
+    series = sorted(NAB_DIR.glob("*.csv"))
+    assert len(series) == 3
+    expected = {f"nab-{path.stem}": _nab_expected(path) for path in series}
+    total = sum(len(rows) for rows in expected.values())
     runner = CliRunner()
     mapping = str(REPO / "examples" / "nab-mapping.yaml")
     rejects = tmp_path / "nab.rejects.jsonl"
     with fresh_topic(settings, "test-backfill-nab", schemas=(READING_V1, READING_V2)) as topic:
-        base = [str(NAB_SERIES), "--mapping", mapping, "--topic", topic, "--rejects", str(rejects), "--no-progress"]
+        base = [*map(str, series), "--mapping", mapping, "--topic", topic, "--rejects", str(rejects),
+                "--no-progress"]
         dry = runner.invoke(backfill, [*base, "--dry-run"])
         assert dry.exit_code == 0, dry.output
-        assert f"valid {len(expected):,}, rejected 0" in dry.output
+        assert f"valid {total:,}, rejected 0" in dry.output
         assert "timestamps shifted by" in dry.output
         assert read_all(settings, topic) == []  # a dry run produces nothing
 
         started = datetime.now(UTC)
         real = runner.invoke(backfill, [*base, "--resume-file", str(tmp_path / "nab.resume.json")])
         assert real.exit_code == 0, real.output
-        assert f"delivered {len(expected):,}, failed 0" in real.output
+        assert f"delivered {total:,}, failed 0" in real.output
         messages = read_all(settings, topic)
 
     reader = parsed(READING_V2)
     records = [codec.decode_body(codec.split_frame(m.value)[1], reader, reader) for m in messages]
-    records.sort(key=lambda r: r["event_time"])
-    assert len(records) == len(expected)
-    assert {r["device_id"] for r in records} == {"nab-ec2_cpu_utilization_825cc2"}
-    assert [r["metrics"]["value"] for r in records] == [v for _, v in expected]
-    # Shifted so the last reading is now, with the 5-minute spacing of the original kept.
-    assert abs(records[-1]["event_time"] - started) < timedelta(minutes=1)
-    original = [datetime.fromisoformat(t) for t, _ in expected]
-    assert [r["event_time"] - records[0]["event_time"] for r in records] == [t - original[0] for t in original]
+    assert len(records) == total
+    by_device: dict[str, list[dict]] = {}
+    for r in records:
+        by_device.setdefault(r["device_id"], []).append(r)
+    assert set(by_device) == set(expected)
+    # One shift for all series: the latest reading of any series lands on now, and every
+    # series keeps its spacing and its timing relative to the others.
+    shift = max(r["event_time"] for r in records) - max(datetime.fromisoformat(t).replace(tzinfo=UTC)
+                                                        for rows in expected.values() for t, _ in rows)
+    assert abs(max(r["event_time"] for r in records) - started) < timedelta(minutes=1)
+    for device, rows in expected.items():
+        got = by_device[device]  # in the order produced (one device, one partition): the file's order,
+        # which is not always time order (machine_temperature repeats an hour of timestamps)
+        assert [r["metrics"]["value"] for r in got] == [v for _, v in rows], device
+        assert [r["event_time"] for r in got] == [datetime.fromisoformat(t).replace(tzinfo=UTC) + shift
+                                                  for t, _ in rows], device
     assert rejects.read_text() == ""

@@ -22,7 +22,9 @@ def test_demo_lands_something_in_every_sink(stack_settings):
                    "Kafka telemetry.windows", "Kafka telemetry.alerts", "Kafka telemetry.dlq (dead letters)"):
         assert counts.get(wanted, 0) > 0, (wanted, counts)
     parquet = next(n for name, n in counts.items() if name.startswith("Parquet ") and name != "Parquet files")
-    # Every record sent is a stored reading or a dead letter (the simulator sends no duplicates).
-    assert counts["PostgreSQL readings"] == parquet
-    assert counts["PostgreSQL readings"] + counts["Kafka telemetry.dlq (dead letters)"] == \
-        counts["Kafka telemetry.readings"]
+    # Every record sent is a stored reading or a dead letter (the simulator sends no duplicates),
+    # the same readings in both sinks. A record read again after a rebalance may be dead-lettered
+    # twice (the dead-letter topic is at least once), so the sum may exceed what was sent.
+    sent, stored = counts["Kafka telemetry.readings"], counts["PostgreSQL readings"]
+    assert stored == parquet
+    assert stored < sent <= stored + counts["Kafka telemetry.dlq (dead letters)"]
