@@ -30,6 +30,7 @@ from fieldstream.sinks.quality_pg import QualityTableSink
 from fieldstream.sinks.timescale import TimescaleSink
 from fieldstream.streams.acks import AckGate
 from fieldstream.streams.ownership import Ownership
+from fieldstream.streams.tables import await_changelog_metadata
 from fieldstream.streams.flow import FlowTracker
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
 
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
+        await await_changelog_metadata(app)  # before any stage writes its table
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
             # Held from the start: take_events acks a batch even when its processing is
             # cancelled (shutdown) or fails; a held message is never committed by that.
