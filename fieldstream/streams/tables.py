@@ -50,21 +50,24 @@ def device_state_table(app: faust.App, name: str, partitions: int, help: str) ->
 
 
 async def await_changelog_metadata(app: faust.App, timeout_s: float = 60.0) -> None:
-    """Have the producer's metadata for every table's changelog topic before the first table write.
+    """Keep every table's changelog topic in the producer's metadata before the first table write.
 
     Faust picks a changelog partition synchronously from the producer's cached topic
     metadata (`key_partition`). On a fresh broker the changelog topics Faust has just
-    created may not be cached yet, and the first write fails ("'NoneType' object is not
-    iterable" in aiokafka's partitioner), stopping the worker. aiokafka's
-    `partitions_for` waits for the metadata; Faust exposes its aiokafka producer only
-    through `_ensure_producer`.
+    created may not be in that cache, and a table write fails ("'NoneType' object is not
+    iterable" in aiokafka's partitioner), stopping the worker. Being in the cache once is
+    not enough either: aiokafka refreshes metadata for the topics it tracks only, so a
+    topic seen in an all-topics answer drops out at the next refresh. `add_topic` makes
+    the producer's client track it; `partitions_for` waits until it is there. (Faust
+    exposes its aiokafka producer only through `_ensure_producer`.)
     """
     producer = app.producer._ensure_producer()
     for table in app.tables.values():
         topic = table.changelog_topic.get_topic_name()
+        await asyncio.wait_for(producer.client.add_topic(topic), timeout_s)
         deadline = time.monotonic() + timeout_s
         while not await asyncio.wait_for(producer.partitions_for(topic), timeout_s):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no metadata for changelog topic {topic} after {timeout_s:.0f}s")
             await asyncio.sleep(0.5)
-        log.info("tables: changelog topic %s ready", topic)
+        log.info("tables: changelog topic %s tracked by the producer", topic)
