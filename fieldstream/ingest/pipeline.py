@@ -168,9 +168,9 @@ class Pipeline:
                 refused = {id(r) for r, _ in e.rejected}
                 for reading, why in e.rejected:
                     assert isinstance(reading, Reading)
-                    out.dead.append(DeadLetter(_raw_of(reading), "sink", "sink_rejected", "RecordRejected",
+                    out.dead.append(DeadLetter(_raw_of(reading), "sink", e.reason, "RecordRejected",
                                                f"{sink.name}: {why}", reading.schema_id, reading.index))
-                    out.quality.append(quality_event(reading, "sink_rejected"))
+                    out.quality.append(quality_event(reading, e.reason))
                 out.readings = [r for r in out.readings if id(r) not in refused]
                 break
         metrics.SINK_BATCH_SIZE.labels(sink.name).observe(len(batch))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import faust
 
@@ -58,16 +57,12 @@ async def await_changelog_metadata(app: faust.App, timeout_s: float = 60.0) -> N
     iterable" in aiokafka's partitioner), stopping the worker. Being in the cache once is
     not enough either: aiokafka refreshes metadata for the topics it tracks only, so a
     topic seen in an all-topics answer drops out at the next refresh. `add_topic` makes
-    the producer's client track it; `partitions_for` waits until it is there. (Faust
-    exposes its aiokafka producer only through `_ensure_producer`.)
+    the producer's client track it; `partitions_for` waits until it is there (or raises).
+    (Faust exposes its aiokafka producer only through `_ensure_producer`.)
     """
     producer = app.producer._ensure_producer()
     for table in app.tables.values():
         topic = table.changelog_topic.get_topic_name()
         await asyncio.wait_for(producer.client.add_topic(topic), timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while not await asyncio.wait_for(producer.partitions_for(topic), timeout_s):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no metadata for changelog topic {topic} after {timeout_s:.0f}s")
-            await asyncio.sleep(0.5)
+        await asyncio.wait_for(producer.partitions_for(topic), timeout_s)
         log.info("tables: changelog topic %s tracked by the producer", topic)
