@@ -21,14 +21,31 @@ S = TypeVar("S")
 
 
 class CheckpointedStates(Generic[S]):
-    def __init__(self, store: MutableMapping[str, bytes], partitions: int, every_s: float) -> None:
+    """Per-device states in memory, written to `store` in gradual checkpoints.
+
+    A checkpoint snapshots which states changed (and the lowest source offset per
+    partition behind those changes), then writes them a slice per `step()`, so that
+    10,000 devices do not stall the stream for the half second their pickling takes.
+    A state of the snapshot that is about to change before its slice comes is written
+    first (`get`), so what the store holds is exactly the state as of the snapshot,
+    and the snapshot's offsets are released (`pending_low_offsets`) once all of it is
+    written: a crash then replays exactly what the stored states have not seen.
+    """
+
+    def __init__(self, store: MutableMapping[str, bytes], partitions: int, every_s: float,
+                 steps: int | None = None) -> None:
         self.store = store
         self.partitions = partitions
         self.every_s = every_s
+        # Ticks (about a second apart) a snapshot is spread over: half the interval.
+        self.steps = steps or max(1, round(every_s / 2))
         self._cache: dict[str, S] = {}
         self._partition: dict[str, int] = {}
-        self._dirty: set[str] = set()
-        self._pending: dict[tuple[str, int], int] = {}
+        self._dirty: set[str] = set()  # changed since the snapshot being written began
+        self._pending: dict[tuple[str, int], int] = {}  # their lowest source offsets
+        self._writing: set[str] = set()  # the snapshot: changed before it began, not yet written
+        self._writing_pending: dict[tuple[str, int], int] = {}  # released when _writing is empty
+        self._slice = 0
         self._last = time.monotonic()
         self._paused = False
 
@@ -45,7 +62,15 @@ class CheckpointedStates(Generic[S]):
             p = self._partition[device_id] = partition_for(device_id.encode(), self.partitions)
         return p
 
-    def get(self, device_id: str, create: Callable[[], S]) -> S:
+    def get(self, device_id: str, create: Callable[[], S], will_change: bool = True) -> S:
+        """The device's state, to change (then call `changed`) or, with will_change=False, to look at.
+
+        Timers pass will_change=False: what they change (closed windows, alerts) they also
+        publish and write at once (`write_now`), and the rest they change may be forgotten.
+        """
+        if will_change and device_id in self._writing and not self._paused:
+            self._write(device_id)  # before it changes: the snapshot must hold it as it was
+            self._writing.discard(device_id)
         state = self._cache.get(device_id)
         if state is None:
             blob = self.store.get(device_id)
@@ -65,6 +90,7 @@ class CheckpointedStates(Generic[S]):
     def delete(self, device_id: str) -> None:
         self._cache.pop(device_id, None)
         self._dirty.discard(device_id)
+        self._writing.discard(device_id)
         if self.store.get(device_id) is not None:
             del self.store[device_id]
 
@@ -73,30 +99,47 @@ class CheckpointedStates(Generic[S]):
         keys = set(self._cache) | {k.decode() if isinstance(k, bytes) else k for k in self.store}
         return [d for d in keys if self.partition_of(d) in owned]
 
-    def due(self) -> bool:
-        return not self._paused and time.monotonic() - self._last >= self.every_s
+    def step(self) -> int:
+        """Timer: begin a checkpoint when due, write the next slice of the one under way.
+
+        Returns how many states this step wrote.
+        """
+        if self._paused:
+            return 0
+        if not self._writing:
+            if time.monotonic() - self._last < self.every_s:
+                return 0
+            self._begin()
+        n = min(len(self._writing), self._slice)
+        for _ in range(n):
+            self._write(self._writing.pop())
+        if not self._writing:
+            self._writing_pending = {}
+            self._last = time.monotonic()
+        return n
 
     def checkpoint(self) -> int:
-        n = len(self._dirty)
-        for device_id in self._dirty:
-            state = self._cache.get(device_id)
-            if state is not None:
-                self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        self._dirty.clear()
-        self._pending.clear()
+        """Write every changed state now (a clean stop, a test); release every held offset."""
+        todo = self._writing | self._dirty
+        for device_id in todo:
+            self._write(device_id)
+        self._writing, self._dirty = set(), set()
+        self._writing_pending, self._pending = {}, {}
         self._last = time.monotonic()
-        return n
+        return len(todo)
 
     def write_now(self, device_ids: Iterable[str]) -> None:
         """Checkpoint these states at once: they just published something (closed windows,
         alerts) that a restart from an older checkpoint would publish a second time."""
         for device_id in device_ids:
-            state = self._cache.get(device_id)
-            if state is not None:
-                self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            self._write(device_id)
+            self._writing.discard(device_id)  # what was written holds the snapshot's changes too
 
     def pending_low_offsets(self) -> dict[tuple[str, int], int]:
-        return dict(self._pending)
+        low = dict(self._writing_pending)
+        for tp, offset in self._pending.items():
+            low[tp] = min(low.get(tp, offset), offset)
+        return low
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint."""
@@ -105,8 +148,20 @@ class CheckpointedStates(Generic[S]):
         for device_id in [d for d in self._cache if self.partition_of(d) in numbers]:
             self._cache.pop(device_id, None)
             self._dirty.discard(device_id)
+            self._writing.discard(device_id)
         for tp in partitions:
             self._pending.pop(tp, None)
+            self._writing_pending.pop(tp, None)
+
+    def _begin(self) -> None:
+        self._writing, self._dirty = self._dirty, set()
+        self._writing_pending, self._pending = self._pending, {}
+        self._slice = -(-len(self._writing) // self.steps)  # ceil: the last step finishes it
+
+    def _write(self, device_id: str) -> None:
+        state = self._cache.get(device_id)
+        if state is not None:
+            self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 Retry = Callable[..., Awaitable[Any]]

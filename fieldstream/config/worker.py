@@ -20,3 +20,9 @@ class WorkerSettings(Section):
     batch_max: int = Field(2000, ge=1, description="Readings taken from the stream per batch")
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch")
     json_logs: bool = Field(False, description="Log one JSON object per line")
+    gc_young_threshold: int = Field(
+        50_000, ge=100, description="Allocations between young garbage collections (CPython: 700)"
+    )
+    gc_full_every: int = Field(
+        100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
+    )

@@ -47,12 +47,12 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
         self.geofence_for = geofence_for
         self._last_offline_check = 0.0
 
-    def engine(self, device_id: str, device_type: str = "") -> DeviceEngine:
+    def engine(self, device_id: str, device_type: str = "", will_change: bool = True) -> DeviceEngine:
         def create() -> DeviceEngine:
             polygon = self.geofence_for(device_id, device_type) if self.geofence_for else None
             return DeviceEngine.from_settings(self.settings, device_id, device_type, polygon)
 
-        return self.states.get(device_id, create)
+        return self.states.get(device_id, create, will_change)
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
         async with self.busy:
@@ -78,13 +78,13 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
                 self._last_offline_check = time.monotonic()
                 events: list[AlertEvent] = []
                 for device_id in self.states.devices(owned):
-                    found = self.engine(device_id).check_offline(now)
+                    # An alert it opens is written at once (_emit); nothing else changes here.
+                    found = self.engine(device_id, will_change=False).check_offline(now)
                     if found:
                         events += found
                         self.states.changed(device_id)
                 await self._emit(events)
-            if self.states.due():
-                self.states.checkpoint()
+            self.states.step()
 
     async def _emit(self, events: list[AlertEvent]) -> None:
         if not events:

@@ -34,9 +34,16 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
     return None
 
 
+class FieldstreamApp(faust.App):
+    def _create_directories(self) -> None:
+        # Faust creates only the last level: FIELDSTREAM_WORKER_DATA_DIR=new/place would crash the worker.
+        self.conf.datadir.mkdir(parents=True, exist_ok=True)
+        super()._create_directories()
+
+
 def create_app(settings: Settings) -> faust.App:
     w = settings.worker
-    app = faust.App(
+    app = FieldstreamApp(
         w.app_id,
         broker=faust_broker(settings.kafka.bootstrap_servers),
         broker_credentials=broker_credentials(settings),

@@ -32,6 +32,7 @@ from fieldstream.streams.acks import AckGate
 from fieldstream.streams.ownership import Ownership
 from fieldstream.streams.tables import await_changelog_metadata
 from fieldstream.streams.flow import FlowTracker
+from fieldstream.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 await stage.start()
             log.info("pipeline: sinks ready (%s); stages: %s", ", ".join(s.name for s in pipeline.sinks),
                      ", ".join(s.name for s in stages) or "none")
+            tune_gc(settings.worker.gc_young_threshold, settings.worker.gc_full_every)
 
         async def on_stop(self) -> None:
             flow.stopping = True

@@ -51,8 +51,8 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         self._scheduled: set[str] = set()
         self._schedule_for: frozenset[int] | None = None  # the partitions the schedule covers
 
-    def state(self, device_id: str, device_type: str = "") -> DeviceWindows:
-        return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type))
+    def state(self, device_id: str, device_type: str = "", will_change: bool = True) -> DeviceWindows:
+        return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type), will_change)
 
     def checkpoint(self) -> int:
         return self.states.checkpoint()
@@ -86,8 +86,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                 for device_id in self.states.devices(owned):
                     self._plan(device_id, 0)
             await self.close_due(self._due(to_us(now)), now, flowing_since)
-            if self.states.due():
-                self.states.checkpoint()
+            self.states.step()
 
     def _plan(self, device_id: str, at_us: int) -> None:
         heapq.heappush(self._schedule, (at_us, device_id))
@@ -106,7 +105,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         expired: list[str] = []
         now_us = to_us(now)
         for device_id in device_ids:
-            state = self.state(device_id)
+            state = self.state(device_id, will_change=False)  # only a higher frontier, or closed windows written now
             closed = self.engine.close_due(state, now, flowing_since=flowing_since)
             if closed:
                 finals.extend(closed)

@@ -1,0 +1,94 @@
+"""Gradual checkpoints of per-device state: what is stored, and which offsets are held meanwhile."""
+
+from __future__ import annotations
+
+import pickle
+
+from fieldstream.checkpoint import CheckpointedStates
+
+TOPIC = "readings"
+
+
+def states(steps: int = 2) -> tuple[CheckpointedStates[dict], dict[str, bytes]]:
+    store: dict[str, bytes] = {}
+    return CheckpointedStates(store, partitions=12, every_s=0.0, steps=steps), store
+
+
+def bump(s: CheckpointedStates[dict], device_id: str, offset: int, partition: int = 0) -> None:
+    state = s.get(device_id, lambda: {"n": 0})
+    state["n"] += 1
+    s.changed(device_id, TOPIC, partition, offset)
+
+
+def stored(store: dict[str, bytes], device_id: str) -> dict:
+    return pickle.loads(store[device_id])  # noqa: S301 - written by the test
+
+
+def test_a_checkpoint_is_written_over_its_steps_and_holds_its_offsets_until_the_last() -> None:
+    s, store = states(steps=2)
+    for i, device in enumerate(["a", "b", "c", "d"]):
+        bump(s, device, offset=10 + i)
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}
+
+    assert s.step() == 2  # half of the snapshot
+    assert len(store) == 2
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}, "released before the whole snapshot was written"
+
+    bump(s, "e", offset=20)  # after the snapshot began: held by the next checkpoint
+    assert s.step() == 2
+    assert set(store) == {"a", "b", "c", "d"}
+    assert s.pending_low_offsets() == {(TOPIC, 0): 20}
+
+    assert s.step() == 1  # the next checkpoint: only what changed since
+    assert set(store) == {"a", "b", "c", "d", "e"}
+    assert s.pending_low_offsets() == {}
+
+
+def test_a_state_about_to_change_is_stored_as_the_snapshot_saw_it() -> None:
+    s, store = states(steps=4)
+    for device in ["a", "b", "c", "d"]:
+        bump(s, device, offset=1)
+    s.step()  # snapshot taken, one state written
+    unwritten = next(d for d in "abcd" if d not in store)
+
+    bump(s, unwritten, offset=5)  # changes it before its slice: the snapshot's version goes first
+    assert stored(store, unwritten) == {"n": 1}
+    assert s.step() + s.step() == 2  # the rest of the snapshot, a slice of one each
+    assert set(store) == {"a", "b", "c", "d"}
+    assert stored(store, unwritten) == {"n": 1}, "the snapshot must not hold changes made after it began"
+    assert s.pending_low_offsets() == {(TOPIC, 0): 5}
+    assert s.step() == 1  # the next checkpoint
+    assert stored(store, unwritten) == {"n": 2}
+
+
+def test_looking_at_a_state_does_not_write_it() -> None:
+    s, store = states(steps=4)
+    for device in ["a", "b", "c", "d"]:
+        bump(s, device, offset=1)
+    s.step()
+    before = dict(store)
+    for device in "abcd":
+        s.get(device, dict, will_change=False)
+    assert store == before
+
+
+def test_paused_no_checkpoint_and_forgotten_partitions_hold_nothing() -> None:
+    s, store = states(steps=1)
+    bump(s, "a", offset=3, partition=s.partition_of("a"))
+    s.pause()
+    assert s.step() == 0 and store == {}
+    s.resume()
+    s.forget_partitions({(TOPIC, s.partition_of("a"))})
+    assert s.pending_low_offsets() == {}
+    assert s.step() == 0 and store == {}
+
+
+def test_a_full_checkpoint_writes_the_snapshot_under_way_and_the_changes_since() -> None:
+    s, store = states(steps=4)
+    for i, device in enumerate(["a", "b", "c", "d"]):
+        bump(s, device, offset=i)
+    s.step()
+    bump(s, "e", offset=9)
+    assert s.checkpoint() == 4  # three left of the snapshot, and e
+    assert set(store) == {"a", "b", "c", "d", "e"}
+    assert s.pending_low_offsets() == {}
