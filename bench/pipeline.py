@@ -11,6 +11,11 @@ own counters), CPU seconds per 1000 readings and peak RSS per worker. The
 latency run offers half the measured one-worker rate for --latency-s seconds
 with event time = send time, and reads end-to-end latency (reading time to
 committed in PostgreSQL) from the rows themselves.
+
+--variant compares worker settings side by side on the same topic, e.g.
+
+    python bench/pipeline.py --readings 300000 --per-message 1 --workers 1 \
+        --variant FIELDSTREAM_WINDOW_CHECKPOINT_S=5 --variant ''
 """
 
 from __future__ import annotations
@@ -132,11 +137,12 @@ class Workers:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path, timeout_s: float) -> RunResult:
+def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path, timeout_s: float,
+                 extra_env: dict[str, str] | None = None) -> RunResult:
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    env = worker_env(topic, database, lake, f"bench-{database}")
+    env = {**worker_env(topic, database, lake, f"bench-{database}"), **(extra_env or {})}
     workers = Workers(k, env, workdir)
     try:
         marks: dict[float, float] = {}
@@ -163,13 +169,15 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
         asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
-def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path) -> dict[str, float]:
+def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path,
+                extra_env: dict[str, str] | None = None) -> dict[str, float]:
     topic = f"bench-lat-{uuid.uuid4().hex[:6]}.readings"
     preload(settings, topic, 0, devices, progress=False)  # creates the topic, registers schemas
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    workers = Workers(1, worker_env(topic, database, lake, f"bench-{database}"), workdir, base_port=17200)
+    env = {**worker_env(topic, database, lake, f"bench-{database}"), **(extra_env or {})}
+    workers = Workers(1, env, workdir, base_port=17200)
     stop = threading.Event()
 
     def offer() -> None:
@@ -213,6 +221,11 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
         asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
+def settings_of(variant: str) -> dict[str, str]:
+    """'NAME=VALUE,NAME=VALUE' → the worker environment it adds."""
+    return dict(kv.split("=", 1) for kv in variant.split(",") if kv)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readings", type=int, default=2_000_000)
@@ -221,6 +234,11 @@ def main() -> None:
     p.add_argument("--per-message", type=int, default=1, help="Readings per Kafka message (ReadingBatch when > 1)")
     p.add_argument("--workers", default="1,2", help="Worker counts to run, comma-separated")
     p.add_argument("--latency-s", type=float, default=60.0, help="Length of the half-load latency run (0: skip)")
+    p.add_argument("--latency-rate", type=float, default=0.0,
+                   help="Readings/s offered in the latency run (default: half the first throughput leg's rate)")
+    p.add_argument("--variant", action="append", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
+                   help="Worker settings of one variant; every leg runs once per --variant, side by side "
+                        "('' = the defaults); default: one variant, the defaults")
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--record", action="store_true", help="Append the results to docs/BENCHMARKS.md")
     args = p.parse_args()
@@ -232,24 +250,36 @@ def main() -> None:
           f"({args.partitions} partitions, {args.per_message} per message)")
     preload(settings, topic, args.readings, args.devices, args.partitions, args.per_message)
 
-    results = []
-    for k in (int(x) for x in args.workers.split(",")):
-        label = f"{k} worker{'s' if k > 1 else ''}, {args.per_message} reading(s)/message"
-        print(f"running: {label}")
-        results.append(run_pipeline(settings, topic, args.readings, k, label, workdir, args.timeout_s))
-        print(f"  {results[-1].rate:,.0f} readings/s")
-    rows = [[r.label, f"{r.rate:,.0f}", f"{r.cpu_ms_per_1000:,.0f}", f"{r.peak_rss_mb:,.0f}"] for r in results]
+    variants = args.variant or [""]
+    results: dict[str, list[RunResult]] = {v: [] for v in variants}
+    for k in (int(x) for x in args.workers.split(",") if x):
+        for variant in variants:
+            label = f"{k} worker{'s' if k > 1 else ''}, {args.per_message} reading(s)/message" + \
+                    (f", {variant}" if variant else "")
+            print(f"running: {label}")
+            results[variant].append(run_pipeline(settings, topic, args.readings, k, label, workdir,
+                                                 args.timeout_s, settings_of(variant)))
+            print(f"  {results[variant][-1].rate:,.0f} readings/s")
+    rows = [[r.label, f"{r.rate:,.0f}", f"{r.cpu_ms_per_1000:,.0f}", f"{r.peak_rss_mb:,.0f}"]
+            for k_results in zip(*results.values()) for r in k_results]
     table = markdown_table(["run", "readings/s", "CPU ms / 1000 readings", "peak RSS MB / worker"], rows)
-    if len(results) >= 2:
-        table += f"\n\nScaling: {results[1].rate / results[0].rate:.2f}x from {results[0].workers} to " \
-                 f"{results[1].workers} workers.\n"
-    if args.latency_s > 0 and results:
-        offered = results[0].rate / 2
-        print(f"latency at half load: {offered:,.0f} readings/s for {args.latency_s:.0f}s")
-        lat = run_latency(settings, offered, args.latency_s, args.devices, workdir)
-        table += (f"\nEnd-to-end latency (event time = send time → committed in PostgreSQL) at "
-                  f"{offered:,.0f} readings/s offered to 1 worker, {lat['n']:,.0f} readings: "
-                  f"p50 {lat['p50']:.3f} s, p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s\n")
+    for variant, legs in results.items():
+        if len(legs) >= 2:
+            table += f"\n\nScaling{f' ({variant})' if variant else ''}: {legs[1].rate / legs[0].rate:.2f}x " \
+                     f"from {legs[0].workers} to {legs[1].workers} workers.\n"
+    first = results[variants[0]]
+    if args.latency_s > 0 and not args.latency_rate and (not first or args.per_message != 1):
+        # The latency run offers single-reading messages: half a batched rate would be a backlog.
+        print("latency run skipped: it needs --latency-rate, or a single-reading throughput leg to halve")
+    elif args.latency_s > 0:
+        offered = args.latency_rate or first[0].rate / 2
+        for leg in variants:
+            print(f"latency: {offered:,.0f} readings/s for {args.latency_s:.0f}s, settings: {leg or 'defaults'}")
+            lat = run_latency(settings, offered, args.latency_s, args.devices, workdir, settings_of(leg))
+            table += (f"\nEnd-to-end latency (event time = send time → committed in PostgreSQL) at "
+                      f"{offered:,.0f} single-reading messages/s offered to 1 worker, settings "
+                      f"{leg or 'defaults'}, {lat['n']:,.0f} readings: "
+                      f"p50 {lat['p50']:.3f} s, p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s\n")
     print(table)
     if args.record:
         command = "python bench/pipeline.py " + " ".join(sys.argv[1:])

@@ -1,7 +1,7 @@
 """Per-device state worked on in memory and checkpointed, pickled, into a changelog-backed mapping.
 
 Writing every state after every batch would put one changelog message per
-reading on the wire; instead changed states are written every few seconds,
+reading on the wire; instead changed states are written every checkpoint interval,
 and the caller keeps the offsets they cover uncommitted until then
 (`pending_low_offsets`), so a crash replays exactly what the restored state
 has not seen. Shared by the window and detection stages.

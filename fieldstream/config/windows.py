@@ -34,7 +34,9 @@ class WindowSettings(Section):
     max_panes_per_window: int = Field(60, ge=1, description="Refuse specs needing more panes per window")
     close_every_s: float = Field(1.0, gt=0, description="How often the worker closes due windows")
     checkpoint_s: float = Field(
-        5.0, gt=0, description="How often changed window states go to the changelog (offsets wait for it)"
+        30.0, gt=0,
+        description="How often changed window and detector states go to the changelog, each checkpoint "
+                    "spread over half that (offsets wait for it: a crash replays up to 1.5x this)",
     )
     state_ttl_s: float = Field(7 * 86400.0, gt=0, description="Drop the state of a device silent this long")
 

@@ -46,6 +46,8 @@ class Scenario:
             "FIELDSTREAM_PARQUET_PATH": str(self.tmp / "lake"),
             "FIELDSTREAM_PARQUET_ROLL_AGE_S": "2",
             "FIELDSTREAM_WORKER_BATCH_WITHIN_S": "0.2",
+            # Tests wait for commits, which wait for the checkpoint: short, and still in two steps.
+            "FIELDSTREAM_WINDOW_CHECKPOINT_S": "4",
         }
 
     def settings(self) -> Settings:

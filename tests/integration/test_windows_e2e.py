@@ -18,8 +18,8 @@ from fieldstream.partitioning import partition_for
 
 from .harness import Worker, metric_total, wait_for
 from .windows_support import (
-    GRACE_S, Stream, decode_reading, describe_duplicates, generate, mismatches, pg, produce, read_topic, tally,
-    window_messages, window_row_count, window_rows, worker_env,
+    GRACE_S, Stream, decode_reading, describe_duplicates, generate, mismatches, pg, pg_while_starting, produce,
+    read_topic, tally, window_messages, window_row_count, window_rows, worker_env,
 )
 
 LATE_METRICS, LATE_WINDOWS = "fieldstream.late.metrics", "fieldstream.late.windows"
@@ -158,8 +158,8 @@ def test_silent_device_gets_its_last_window_within_grace_plus_one_window(scenari
     talker.start()
     try:
         def final_row() -> list:
-            return pg(settings, "SELECT * FROM windows_tumbling_1m WHERE device_id = $1 AND window_start = $2",
-                      quiet, start)
+            return pg_while_starting(
+                settings, "SELECT * FROM windows_tumbling_1m WHERE device_id = $1 AND window_start = $2", quiet, start)
 
         slack_s = 5.0  # the 1 s timer, a batch, the upsert and this poll
         wait_for(lambda: bool(final_row()), GRACE_S + 60 + slack_s + 5, "the quiet device's last window",

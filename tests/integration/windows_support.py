@@ -252,6 +252,14 @@ def pg(settings: Settings, sql: str, *args: Any, wait_s: float = 60.0) -> list[a
             time.sleep(1.0)
 
 
+def pg_while_starting(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """`pg` for polls that may run before the worker has created its tables (a fresh database): no rows yet."""
+    try:
+        return pg(settings, sql, *args)
+    except asyncpg.UndefinedTableError:
+        return []
+
+
 def window_rows(settings: Settings, prefix: str) -> dict[tuple, dict]:
     """Every window row of the devices named `prefix`-*, keyed like the reference."""
     out = {}
@@ -264,8 +272,9 @@ def window_rows(settings: Settings, prefix: str) -> dict[tuple, dict]:
 
 
 def window_row_count(settings: Settings, prefix: str) -> int:
-    return sum(pg(settings, f"SELECT count(*) AS n FROM {t} WHERE device_id LIKE $1", prefix + "-%")[0]["n"]
-               for t in WINDOW_TABLES.values())
+    return sum(row["n"] for t in WINDOW_TABLES.values()
+               for row in pg_while_starting(settings, f"SELECT count(*) AS n FROM {t} WHERE device_id LIKE $1",
+                                            prefix + "-%"))
 
 
 def mismatches(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
