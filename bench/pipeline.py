@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -282,7 +283,7 @@ def main() -> None:
                       f"p50 {lat['p50']:.3f} s, p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s\n")
     print(table)
     if args.record:
-        command = "python bench/pipeline.py " + " ".join(sys.argv[1:])
+        command = "python bench/pipeline.py " + shlex.join(sys.argv[1:])
         append_section("Full pipeline", command, machine_summary(), table)
 
 
