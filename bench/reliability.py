@@ -266,12 +266,21 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
 
     deserialize = AvroDeserializer(SchemaRegistryClient(settings.registry.client_config()))
     ctx = SerializationContext(topics.alerts, MessageField.VALUE)
-    alert_keys = Counter((a["alert_id"], a["state"]) for a in (deserialize(m.value(), ctx) for m in alerts))
+    on_topic = {(a["alert_id"], a["state"]): a for a in (deserialize(m.value(), ctx) for m in alerts)}
+    alert_keys = Counter((m.key(), m.value()) for m in alerts)
     dup_alerts = sum(n - 1 for n in alert_keys.values() if n > 1)
-    pg_alerts = asyncio.run(fetch(settings, database, "SELECT count(*) AS n FROM alerts"))[0]["n"]
-    report.check("alerts", pg_alerts == len(alert_keys),
-                 f"{len(alert_keys)} distinct (alert id, state) on the topic, {pg_alerts} in PostgreSQL "
-                 f"(unique by key); {dup_alerts} duplicate deliveries on the topic (same id and content, at-least-once)")
+    in_pg = {(r["alert_id"], r["state"]) for r in
+             asyncio.run(fetch(settings, database, "SELECT alert_id, state FROM alerts"))}
+    for key in sorted(set(on_topic) - in_pg)[:10]:
+        a = on_topic[key]
+        print(f"  on the topic, not in PostgreSQL: {a['detector']} {a['state']} {a['device_id']} {a['metric']} "
+              f"at {a['event_time']}")
+    for key in sorted(in_pg - set(on_topic))[:10]:
+        print(f"  in PostgreSQL, not on the topic: {key}")
+    report.check("alerts", in_pg == set(on_topic),
+                 f"{len(on_topic)} distinct (alert id, state) on the topic, {len(in_pg)} in PostgreSQL "
+                 f"(unique by key), {len(set(on_topic) ^ in_pg)} in only one of them; {dup_alerts} duplicate "
+                 f"deliveries on the topic (same id and content, at-least-once)")
     expected = offline_windows(readings, settings)
     last_event: dict[str, datetime] = {}
     for rec in readings:
