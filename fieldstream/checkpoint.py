@@ -27,9 +27,11 @@ class CheckpointedStates(Generic[S]):
     partition behind those changes), then writes them a slice per `step()`, so that
     10,000 devices do not stall the stream for the half second their pickling takes.
     A state of the snapshot that is about to change before its slice comes is written
-    first (`get`), so what the store holds is exactly the state as of the snapshot,
-    and the snapshot's offsets are released (`pending_low_offsets`) once all of it is
-    written: a crash then replays exactly what the stored states have not seen.
+    first (`get`), so the store holds each state as of the snapshot, and the snapshot's
+    offsets are released (`pending_low_offsets`) once all of it is written. A crash in
+    the middle leaves some states newer than the committed offsets (as `write_now`
+    does): the replay brings them readings they already hold, which both stages
+    recognise (windows by seq, detectors by source position).
     """
 
     def __init__(self, store: MutableMapping[str, bytes], partitions: int, every_s: float,

@@ -50,6 +50,7 @@ class DeviceEngine:
         self.tracker = tracker
         self.offline = offline
         self.readings = 0
+        self.last_position: tuple[str, int, int, int] | None = None  # see first_time()
 
     @classmethod
     def from_settings(cls, settings: DetectionSettings, device_id: str, device_type: str,
@@ -80,6 +81,25 @@ class DeviceEngine:
                               interval_s=s.expected_interval_s.get(device_type), seed=s.seed)
         tracker = AlertTracker(device_id, device_type, s.cooldown_readings, s.cooldown_s)
         return cls(device_id, device_type, detectors, tracker, offline)
+
+    def first_time(self, reading: Reading) -> bool:
+        """Record where `reading` came from; False if this engine has already learned from it.
+
+        A device's readings come from one partition, in offset order (and index order
+        within a ReadingBatch), so a position at or before the last one is a replay: after
+        a restart from a state checkpointed ahead of the committed offset, or a seek back.
+        Learning a reading twice would skew the baselines and raise alerts nobody saw
+        the first time. Readings without a source position (tests, replays from files)
+        are always new.
+        """
+        if reading.offset < 0:
+            return True
+        position = (reading.topic, reading.partition, reading.offset, reading.index)
+        last = getattr(self, "last_position", None)  # engines pickled before this field have none
+        if last is not None and last[:2] == position[:2] and position[2:] <= last[2:]:
+            return False
+        self.last_position = position
+        return True
 
     def process(self, reading: Reading, halfspace: HalfSpaceDetector | None = None,
                 seen_at: datetime | None = None) -> list[AlertEvent]:

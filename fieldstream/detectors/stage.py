@@ -59,8 +59,10 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
             events: list[AlertEvent] = []
             started = time.perf_counter()
             for r in readings:
-                found = self.engine(r.device_id, r.device_type).process(
-                    r, self.models.for_type(r.device_type), seen_at(r))
+                engine = self.engine(r.device_id, r.device_type)
+                if not engine.first_time(r):
+                    continue  # learned before a restart or a seek back: its alerts went out then
+                found = engine.process(r, self.models.for_type(r.device_type), seen_at(r))
                 self.states.changed(r.device_id, r.topic, r.partition, r.offset)
                 if found:
                     events += found

@@ -135,3 +135,40 @@ def test_offline_runs_on_arrival_times_when_given():
                        seen_at=r.event_time)
     assert engine.check_offline(readings[-1].event_time + STEP) == []
     assert engine.check_offline(readings[-1].event_time + 10 * STEP) != []
+
+
+def positioned(readings: list[Reading], partition: int = 3) -> list[Reading]:
+    """The readings as consumed: one partition, consecutive offsets."""
+    for offset, r in enumerate(readings):
+        r.topic, r.partition, r.offset = "readings", partition, 100 + offset
+    return readings
+
+
+def test_a_reading_learned_before_a_restart_is_not_learned_again():
+    settings = DetectionSettings()
+    readings = positioned(soil(spike_at=(200,)))
+    engine = DeviceEngine.from_settings(settings, "soil-1", "soil_station")
+    events = []
+    for r in readings[:230]:
+        assert engine.first_time(r)
+        events += engine.process(r)
+    # Restored from a checkpoint written after reading 230, the worker reads from an older
+    # committed offset: readings 150-229 come again, then the stream goes on.
+    restored = pickle.loads(pickle.dumps(engine))
+    replayed = [r for r in readings[150:] if restored.first_time(r)]
+    assert replayed == readings[230:]
+    for r in replayed:
+        events += restored.process(r)
+    assert events == run(DeviceEngine.from_settings(settings, "soil-1", "soil_station"), soil(spike_at=(200,)))
+
+
+def test_positions_of_another_partition_and_readings_without_one_are_new():
+    engine = DeviceEngine.from_settings(DetectionSettings(), "soil-1", "soil_station")
+    first, second = positioned(soil(n=2))
+    assert engine.first_time(second)
+    assert not engine.first_time(first)
+    moved = Reading("soil-1", "soil_station", T0, 0, {"temperature": 15.0}, topic="readings", partition=4, offset=1)
+    assert engine.first_time(moved)  # the partition count changed: a new sequence of offsets
+    assert engine.first_time(soil(n=1)[0]) and engine.first_time(soil(n=1)[0])  # no position: always new
+    del engine.last_position  # as pickled before the field existed
+    assert engine.first_time(first)
