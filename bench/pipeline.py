@@ -92,7 +92,9 @@ async def _admin(settings, sql: str) -> None:
         await conn.close()
 
 
-def worker_env(topic: str, database: str, lake: Path, app_id: str) -> dict[str, str]:
+def worker_env(topic: str, database: str, lake: Path, app_id: str,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A bench worker's own topics, database, lake and group, plus `extra` settings (a variant)."""
     return {
         "FIELDSTREAM_TOPIC_READINGS": topic,
         "FIELDSTREAM_TOPIC_WINDOWS": f"{topic}.windows",
@@ -103,6 +105,7 @@ def worker_env(topic: str, database: str, lake: Path, app_id: str) -> dict[str, 
         "FIELDSTREAM_PARQUET_PATH": str(lake),
         "FIELDSTREAM_WORKER_APP_ID": app_id,
         "FIELDSTREAM_WORKER_DATA_DIR": str(lake.parent / "worker"),
+        **(extra or {}),
     }
 
 
@@ -143,8 +146,7 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    env = {**worker_env(topic, database, lake, f"bench-{database}"), **(extra_env or {})}
-    workers = Workers(k, env, workdir)
+    workers = Workers(k, worker_env(topic, database, lake, f"bench-{database}", extra_env), workdir)
     try:
         marks: dict[float, float] = {}
         t0 = time.monotonic()
@@ -177,8 +179,8 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    env = {**worker_env(topic, database, lake, f"bench-{database}"), **(extra_env or {})}
-    workers = Workers(1, env, workdir, base_port=17200)
+    workers = Workers(1, worker_env(topic, database, lake, f"bench-{database}", extra_env), workdir,
+                      base_port=17200)
     stop = threading.Event()
 
     def offer() -> None:
