@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def tune_gc(young: int, full_every: int) -> None:
-    gc.collect()
+    """Call before the first batch. No forced collection here: once in CI a worker that
+    collected here while its sinks were starting crashed 6 ms later on a PostgreSQL
+    connection asyncpg found busy ("another operation is in progress"); freezing alone
+    runs no finalisers."""
     gc.freeze()  # imports, the app, its services: alive for good, never worth walking again
     gc.set_threshold(young, 10, full_every)
     log.info("gc: %d objects frozen; young collections every %d allocations, full ones every %d "

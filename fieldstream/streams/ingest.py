@@ -118,7 +118,6 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 await stage.start()
             log.info("pipeline: sinks ready (%s); stages: %s", ", ".join(s.name for s in pipeline.sinks),
                      ", ".join(s.name for s in stages) or "none")
-            tune_gc(settings.worker.gc_young_threshold, settings.worker.gc_full_every)
 
         async def on_stop(self) -> None:
             flow.stopping = True
@@ -136,6 +135,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         await await_changelog_metadata(app)  # before any stage writes its table
+        tune_gc(settings.worker.gc_young_threshold, settings.worker.gc_full_every)
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
             # Held from the start: take_events acks a batch even when its processing is
             # cancelled (shutdown) or fails; a held message is never committed by that.
