@@ -17,6 +17,10 @@ offsets arrive without holes: the newest contiguous message of a partition
 is never released (its successor has not been seen yet), and a hole makes
 the gate hold everything from it on and ask for a seek back to its start,
 so the skipped records are read again before anything past them is committed.
+
+A partition newly ours starts at its committed offset, not at the consumer's
+position: records fetched and then dropped during the rebalance have already
+moved the position past them, and nothing would reveal the hole.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class AckGate:
         """Messages of a partition no longer ours: pinned so take_events cannot ack them."""
         for event in events:
             event.message.incref()
+
+    @property
+    def unconfirmed(self) -> set[TP]:
+        """Partitions whose start offset is not known yet (a lookup failed or was cancelled)."""
+        return set(self._unconfirmed)
 
     def expect_start(self, tps: set[TP]) -> None:
         """Partitions newly ours: nothing of them is released until `starts_at` says where they begin."""
@@ -141,3 +150,20 @@ class AckGate:
     @property
     def held(self) -> int:
         return sum(len(q) for q in self._held.values())
+
+
+async def committed_starts(app: AppT, tps: set[TP]) -> dict[TP, int]:
+    """Where the consumer starts each partition: its committed offset, or the log's start when
+    nothing is committed or the log no longer holds that offset (auto_offset_reset=earliest)."""
+    if not tps:
+        return {}
+    consumer = app.consumer
+    thread = consumer._thread  # type: ignore[attr-defined]  # aiokafka runs on Faust's consumer thread
+    aiokafka_consumer = thread._ensure_consumer()
+    earliest = await consumer.earliest_offsets(*tps)
+    starts: dict[TP, int] = {}
+    for tp in tps:
+        # A remote call each: aiokafka does not cache committed offsets.
+        committed = await thread.call_thread(aiokafka_consumer.committed, tp)
+        starts[tp] = max(committed or 0, earliest.get(tp, 0))
+    return starts

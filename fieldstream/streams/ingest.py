@@ -28,7 +28,7 @@ from fieldstream.sinks.dlq import DeadLetterSink
 from fieldstream.sinks.parquet import ParquetSink
 from fieldstream.sinks.quality_pg import QualityTableSink
 from fieldstream.sinks.timescale import TimescaleSink
-from fieldstream.streams.acks import AckGate
+from fieldstream.streams.acks import AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 from fieldstream.streams.tables import await_changelog_metadata
 from fieldstream.streams.flow import FlowTracker
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # On stop, how long to wait for the batch in flight before closing the sinks under it.
 STOP_WAIT_S = 20.0
-# How long to wait for a newly assigned partition's start position.
+# How long to wait for the committed offsets of newly assigned partitions.
 POSITION_TIMEOUT_S = 30.0
 
 
@@ -202,9 +202,12 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
     async def on_assigned(app: faust.App, assigned: set[TP], **_: object) -> None:
         mine = {tp for tp in assigned if tp.topic == settings.topics.readings}
         lost, new = ownership.owned - mine, mine - ownership.owned
+        # Partitions still ours whose start an earlier lookup never confirmed (it failed or a
+        # rebalance cancelled it): looked up again, or they would never be committed.
+        confirm = new | (gate.unconfirmed & mine)
         gate.forget(lost)
-        gate.expect_start(new)
-        pipeline.expect_start({(tp.topic, tp.partition) for tp in new})
+        gate.expect_start(confirm)
+        pipeline.expect_start({(tp.topic, tp.partition) for tp in confirm})
         gone = {(tp.topic, tp.partition) for tp in lost}
         pipeline.forget_partitions(gone)
         for stage in stages:
@@ -217,12 +220,12 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         # Where the consumer starts each new partition: its first record must be exactly that one
         # (Faust can drop records fetched during the rebalance; see streams/acks.py). Looked up
         # after batches run again: the lookup can wait for the fetcher, which waits for the agent.
-        for tp in new:
-            try:
-                position = await asyncio.wait_for(app.consumer.position(tp), POSITION_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - no position: the first record sets the expectation
-                log.warning("ingest: no start position for %s[%d]; trusting its first record",
-                            tp.topic, tp.partition)
-                position = None
-            gate.starts_at(tp, position)
-            pipeline.starts_at((tp.topic, tp.partition), position)
+        try:
+            starts: dict[TP, int] = await asyncio.wait_for(committed_starts(app, confirm), POSITION_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - no start offsets: the first records set the expectation
+            log.warning("ingest: no committed offsets for %s; trusting their first records",
+                        sorted((tp.topic, tp.partition) for tp in confirm), exc_info=True)
+            starts = {}
+        for tp in confirm:
+            gate.starts_at(tp, starts.get(tp))
+            pipeline.starts_at((tp.topic, tp.partition), starts.get(tp))

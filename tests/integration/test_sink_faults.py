@@ -79,7 +79,7 @@ def test_postgres_down_for_30_seconds_loses_and_duplicates_nothing(scenario, wor
         wait_for(lambda: pg_counts(settings, prefix)[0] > 200, 90, "the first rows", workers=[worker])
         postgres.down()
         time.sleep(30)
-        assert worker.alive(), "the worker exited while PostgreSQL was down"
+        assert worker.alive(), f"the worker exited while PostgreSQL was down:\n{worker.log_text()[-5000:]}"
     finally:
         postgres.up()
         producing.join(120)

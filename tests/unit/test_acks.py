@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from faust.types import TP
 
-from fieldstream.streams.acks import AckGate
+from fieldstream.streams.acks import AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 
 P0 = TP("readings", 0)
@@ -109,6 +109,52 @@ def test_records_skipped_before_the_first_one_seen_are_read_again():
     assert g.holes == {P0: 20}
     g.release({})
     assert acked(batch) == []
+
+
+def test_a_start_never_confirmed_stays_listed_for_another_lookup():
+    g = gate()
+    g.expect_start({P0, P1})
+    g.starts_at(P1, 0)
+    assert g.unconfirmed == {P0}  # its lookup was cancelled: the next assignment looks it up again
+
+
+@dataclass
+class FakeAiokafkaConsumer:
+    committed_offsets: dict
+
+    async def committed(self, tp: TP) -> int | None:
+        return self.committed_offsets.get(tp)
+
+
+@dataclass
+class FakeConsumerThread:
+    aiokafka_consumer: FakeAiokafkaConsumer
+
+    def _ensure_consumer(self) -> FakeAiokafkaConsumer:
+        return self.aiokafka_consumer
+
+    async def call_thread(self, fn, *args):
+        return await fn(*args)
+
+
+@dataclass
+class FakeThreadedConsumer:
+    _thread: FakeConsumerThread
+    earliest: dict
+
+    async def earliest_offsets(self, *tps: TP) -> dict:
+        return {tp: self.earliest[tp] for tp in tps}
+
+
+def test_a_partition_starts_at_its_committed_offset_or_the_log_start():
+    P2 = TP("readings", 2)
+    consumer = FakeThreadedConsumer(FakeConsumerThread(FakeAiokafkaConsumer({P0: 120, P1: 5})),
+                                    earliest={P0: 100, P1: 40, P2: 7})
+    starts = asyncio.run(committed_starts(FakeApp(consumer), {P0, P1, P2}))
+    # P1's committed offset left the log (retention): the consumer resets to the log start;
+    # P2 has none: it reads from the start.
+    assert starts == {P0: 120, P1: 40, P2: 7}
+    assert asyncio.run(committed_starts(FakeApp(consumer), set())) == {}
 
 
 def test_a_forgotten_partition_is_never_acked():
