@@ -40,6 +40,7 @@ from pipeline import Workers, _admin, worker_env  # noqa: E402
 
 from fieldstream.config import load_settings  # noqa: E402
 from fieldstream.devices import DeviceProducer  # noqa: E402
+from fieldstream.ops.kafka_state import group_state  # noqa: E402
 from fieldstream.schemas.admin import register_bundled  # noqa: E402
 from fieldstream.schemas.reading import Reading  # noqa: E402
 from fieldstream.sinks.dlq import parse_headers  # noqa: E402
@@ -159,7 +160,8 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
     topics = base.topics.model_copy(update={
         "readings": f"{name}.readings", "windows": f"{name}.windows", "alerts": f"{name}.alerts",
         "dlq": f"{name}.dlq", "late": f"{name}.late", "partitions": args.partitions})
-    settings = base.model_copy(update={"topics": topics})
+    settings = base.model_copy(update={
+        "topics": topics, "worker": base.worker.model_copy(update={"app_id": name})})
     database = f"rel_{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="fieldstream-reliability-"))
     lake = workdir / "lake"
@@ -200,6 +202,13 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
         except (OSError, asyncpg.PostgresError):
             return -1
 
+    def group_lag() -> int:
+        """Records of the readings topic the worker group has not committed (-1: unknown)."""
+        try:
+            return group_state(settings, timeout_s=10).total_lag
+        except Exception:  # noqa: BLE001 - the broker is busy: ask again
+            return -1
+
     outages: list[threading.Timer] = []
 
     def chaos() -> None:
@@ -227,8 +236,20 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
     chaos_thread.start()
     try:
         chaos_thread.join()
+        # Done means committed, not just written: PostgreSQL can hold every reading while
+        # Parquet files and window state of uncommitted offsets wait for a worker that is
+        # still rejoining the group (a SIGKILLed member holds its place until its session
+        # times out); verifying then would count work the next owner is about to redo.
         deadline = time.monotonic() + args.timeout_s
-        while time.monotonic() < deadline and count_pg() < args.readings:
+        said_at = 0.0
+        while time.monotonic() < deadline:
+            lag, rows = group_lag(), count_pg()
+            if rows >= args.readings and lag == 0:
+                break
+            if time.monotonic() - said_at > 15:
+                print(f"  t+{time.monotonic() - t0:.0f}s waiting: {rows:,} rows in PostgreSQL, "
+                      f"{lag:,} records not yet committed by the group")
+                said_at = time.monotonic()
             time.sleep(2)
         # The last windows close by silence: up to the longest window + grace after the last reading.
         longest = max(float(spec.split(":")[1]) for spec in args.window_specs.split(","))
