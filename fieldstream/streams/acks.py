@@ -15,8 +15,17 @@ them (seen in the scaling test: readings in neither sink nor the dead-letter
 topic, offsets committed). So the gate also checks that each partition's
 offsets arrive without holes: the newest contiguous message of a partition
 is never released (its successor has not been seen yet), and a hole makes
-the gate hold everything from it on and ask for a seek back to its start,
-so the skipped records are read again before anything past them is committed.
+the gate ask for a seek back to its start, so the skipped records are read
+again before anything past them is committed.
+
+Seeking back. Records fetched before the seek are still queued in Faust's
+stream, ahead of the ones read again; they are skipped (pinned, never acked:
+they come again, in order, after the seek) until the first record read again
+arrives. Faust drops records below its own read offset, so a stale record
+that its fetcher delivers after the seek can also swallow the ones read again:
+when a rewind sees no record for `REWIND_PATIENCE_S`, it asks for the seek
+again. Before this, every stale record looked like a new hole and asked for a
+new seek, which kept a partition re-reading for minutes under load.
 
 A partition newly ours starts at its committed offset, not at the consumer's
 position: records fetched and then dropped during the rebalance have already
@@ -26,12 +35,26 @@ moved the position past them, and nothing would reveal the hole.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from dataclasses import dataclass
 
 from faust.types import TP, AppT, EventT
 from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
+
+# How long a rewind may see nothing of its partition before it asks for the seek again.
+REWIND_PATIENCE_S = 3.0
+
+
+@dataclass
+class Rewind:
+    """A partition being read again from `to` (its first missing offset)."""
+
+    to: int
+    sought: bool  # the consumer was sent back; False: the agent has yet to seek
+    seen_at: float  # when a record (or the seek) last showed the partition alive
 
 
 class AckGate:
@@ -39,26 +62,47 @@ class AckGate:
         self.app = app
         self._held: dict[TP, deque[Message]] = {}
         self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
-        self.holes: dict[TP, int] = {}  # partitions to seek back: first missing offset
+        self._rewinds: dict[TP, Rewind] = {}
         self._unconfirmed: set[TP] = set()  # newly ours, start offset not yet known: release nothing
 
-    def hold(self, events: list[EventT]) -> None:
+    @property
+    def holes(self) -> dict[TP, int]:
+        """Partitions to seek back now: their first missing offset."""
+        return {tp: r.to for tp, r in self._rewinds.items() if not r.sought}
+
+    def overdue(self, now: float | None = None) -> dict[TP, int]:
+        """Rewinds that have seen nothing for REWIND_PATIENCE_S: to seek back again."""
+        now = time.monotonic() if now is None else now
+        return {tp: r.to for tp, r in self._rewinds.items() if r.sought and now - r.seen_at > REWIND_PATIENCE_S}
+
+    def hold(self, events: list[EventT]) -> list[EventT]:
+        """Take a reference on every message; returns the events to process (stale ones are not)."""
+        kept: list[EventT] = []
+        now = time.monotonic()
         for event in events:
             message = event.message
             message.incref()
-            tp = message.tp
-            self._held.setdefault(tp, deque()).append(message)
+            tp, offset = message.tp, message.offset
+            rewind = self._rewinds.get(tp)
+            if rewind is not None:
+                if rewind.sought and offset == rewind.to:
+                    del self._rewinds[tp]  # read again from here: what was fetched before the seek is behind us
+                elif offset >= rewind.to:
+                    rewind.seen_at = now
+                    continue  # fetched before the seek: pinned, never acked; it comes again in order
             expected = self._expected.get(tp)
-            if expected is None or message.offset == expected:
-                self._expected[tp] = message.offset + 1
-            elif message.offset > expected and tp not in self.holes:
+            if expected is not None and offset > expected:
                 log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
-                          "before committing past %d", expected, message.offset - 1, tp.topic, tp.partition,
-                          expected - 1)
-                self.holes[tp] = expected
-            # message.offset < expected: read again after a seek; acked like any other. Records
-            # fetched before a seek can still arrive after it and find the hole again: another
-            # seek follows, and the sinks and stages take what they already have only once.
+                          "before committing past %d", expected, offset - 1, tp.topic, tp.partition, expected - 1)
+                self._rewinds[tp] = Rewind(expected, sought=False, seen_at=now)
+                continue  # past the hole: it comes again after the seek
+            if expected is None or offset == expected:
+                self._expected[tp] = offset + 1
+            # offset < expected: read again after a seek; acked like any other, and the sinks and
+            # stages take what they already have only once.
+            self._held.setdefault(tp, deque()).append(message)
+            kept.append(event)
+        return kept
 
     def never_ack(self, events: list[EventT]) -> None:
         """Messages of a partition no longer ours: pinned so take_events cannot ack them."""
@@ -77,9 +121,9 @@ class AckGate:
     def starts_at(self, tp: TP, offset: int | None) -> None:
         """A partition newly ours is read from `offset` (the committed one).
 
-        Records may already be held (the agent runs while the position is looked up):
+        Records may already be held (the agent runs while the offset is looked up):
         if the first of them is past `offset`, the records between never reached the
-        stream and are read again. None (the position could not be read) trusts the
+        stream and are read again. None (the offset could not be read) trusts the
         first record.
         """
         self._unconfirmed.discard(tp)
@@ -90,14 +134,14 @@ class AckGate:
             self._expected[tp] = offset
             return
         first = queue[0].offset if queue else self._expected[tp]
-        if first > offset and tp not in self.holes:
+        if first > offset and tp not in self._rewinds:
             log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
                       "before committing past %d", offset, first - 1, tp.topic, tp.partition, offset - 1)
-            self.holes[tp] = offset
+            self._rewinds[tp] = Rewind(offset, sought=False, seen_at=time.monotonic())
 
     def rewound(self, tp: TP, offset: int) -> None:
-        """The consumer was sent back to `offset`: the stream resumes contiguously from there."""
-        self.holes.pop(tp, None)
+        """The consumer was sent back to `offset`: records before the first read again are stale."""
+        self._rewinds[tp] = Rewind(offset, sought=True, seen_at=time.monotonic())
         self._expected[tp] = offset
 
     def drop(self, events: list[EventT]) -> None:
@@ -123,9 +167,9 @@ class AckGate:
             expected = self._expected.get(tp, 0)
             at_end = final or self._highwater(tp) <= expected
             limit = expected - (0 if at_end else 1)
-            hole = self.holes.get(tp)
-            if hole is not None:
-                limit = min(limit, hole - 1)
+            rewind = self._rewinds.get(tp)
+            if rewind is not None:
+                limit = min(limit, rewind.to - 1)
             if low is not None:
                 limit = min(limit, low)
             while queue and queue[0].offset < limit:
@@ -144,7 +188,7 @@ class AckGate:
         for tp in tps:
             self._held.pop(tp, None)
             self._expected.pop(tp, None)
-            self.holes.pop(tp, None)
+            self._rewinds.pop(tp, None)
             self._unconfirmed.discard(tp)
 
     @property

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TransportT
 
 from fieldstream.config import Settings, load_settings
 from fieldstream.logs import worker_logging_config
+from fieldstream.streams.consumer import AckedOnlyConsumer
 
 
 def faust_broker(bootstrap_servers: str) -> str:
@@ -35,6 +37,11 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 class FieldstreamApp(faust.App):
+    def _new_transport(self) -> TransportT:
+        transport = super()._new_transport()
+        transport.Consumer = AckedOnlyConsumer  # type: ignore[misc]  # see streams/consumer.py
+        return transport
+
     def _create_directories(self) -> None:
         # Faust creates only the last level: FIELDSTREAM_WORKER_DATA_DIR=new/place would crash the worker.
         self.conf.datadir.mkdir(parents=True, exist_ok=True)

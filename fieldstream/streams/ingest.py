@@ -28,7 +28,7 @@ from fieldstream.sinks.dlq import DeadLetterSink
 from fieldstream.sinks.parquet import ParquetSink
 from fieldstream.sinks.quality_pg import QualityTableSink
 from fieldstream.sinks.timescale import TimescaleSink
-from fieldstream.streams.acks import AckGate, committed_starts
+from fieldstream.streams.acks import REWIND_PATIENCE_S, AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 from fieldstream.streams.tables import await_changelog_metadata
 from fieldstream.streams.flow import FlowTracker
@@ -141,12 +141,14 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             # cancelled (shutdown) or fails; a held message is never committed by that.
             taken_in = ownership.generation
             owned, strays = ownership.split(events, taken_in)
-            gate.hold(owned)
+            owned = gate.hold(owned)  # without records fetched before a seek back: they come again
             gate.never_ack(strays)  # records of a partition that moved away: the new owner's
             async with in_flight:
                 if flow.stopping:
                     gate.drop(owned)  # the sinks are closing: never committed, read again by the next owner
                     continue
+                for tp, offset in gate.holes.items():
+                    await seek_back(tp, offset)
                 # A rebalance may have run while we waited: what moved away is the new owner's
                 # (the gate forgot those messages, so they are never acked here).
                 events, _ = ownership.split(owned, taken_in)
@@ -164,16 +166,37 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 except Exception:  # noqa: BLE001 - a bug must stop the worker before anything is committed
                     log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
                     os._exit(70)
-                for tp, offset in list(gate.holes.items()):
-                    await app.consumer.seek(tp, offset)
-                    gate.rewound(tp, offset)
                 gate.release(pending())
                 flow.batch_done(len(events), started)
+
+    async def seek_back(tp: TP, offset: int) -> None:
+        """Read `tp` again from `offset`. Paused meanwhile, so the fetcher drops what it still
+        holds of it instead of handing it over after the seek (which would move Faust's read
+        offset past the records read again, and Faust would drop those)."""
+        consumer = app.consumer
+        tp = TP(tp.topic, tp.partition)  # a message's tp may be aiokafka's: Faust's sets assert their own type
+        # Not one Faust paused itself (a recovery under way): that one it resumes when ready.
+        paused_here = tp not in consumer._paused_partitions  # type: ignore[attr-defined]
+        if paused_here:
+            consumer.pause_partitions({tp})
+        try:
+            await consumer.seek(tp, offset)
+        finally:
+            if paused_here:
+                consumer.resume_partitions({tp})
+        gate.rewound(tp, offset)
 
     @app.timer(interval=1.0)
     async def roll_sinks() -> None:
         if flow.stopping:
             return
+        if not in_flight.locked():  # no batch, no rebalance: the partitions are ours
+            for tp, offset in gate.holes.items():  # found by `starts_at`, with no batch since
+                await seek_back(tp, offset)
+            for tp, offset in gate.overdue().items():
+                log.warning("ingest: nothing of %s[%d] read again %.0fs after seeking back to %d; "
+                            "seeking again", tp.topic, tp.partition, REWIND_PATIENCE_S, offset)
+                await seek_back(tp, offset)
         await pipeline.tick()
         if not in_flight.locked():
             # Mid-batch, pending() cannot yet cover the batch's offsets: releasing now could

@@ -1,11 +1,12 @@
 """The ack gate and the ownership fence: which held messages may be committed, and when."""
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from faust.types import TP
 
-from fieldstream.streams.acks import AckGate, committed_starts
+from fieldstream.streams.acks import REWIND_PATIENCE_S, AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 
 P0 = TP("readings", 0)
@@ -77,16 +78,46 @@ def test_the_newest_message_goes_once_the_partition_is_caught_up():
 def test_a_hole_holds_everything_from_it_and_asks_for_a_seek_back():
     g = gate()
     first, later = events(P0, range(5)), events(P0, range(8, 12))
-    g.hold(first)
-    g.hold(later)
+    assert g.hold(first) == first
+    assert g.hold(later) == []  # past the hole: not processed now, read again after the seek
     assert g.holes == {P0: 5}
     g.release({})
     assert acked(first) == [0, 1, 2, 3] and acked(later) == []
     g.rewound(P0, 5)
-    again = events(P0, range(5, 13))  # the skipped records, then 8..11 read twice, then 12
-    g.hold(again)
+    assert g.holes == {}
+    again = events(P0, range(5, 13))  # the skipped records, then 8..11 again, then 12
+    assert g.hold(again) == again
     g.release({})
-    assert acked(later) == [8, 9, 10, 11] and acked(again) == list(range(5, 12))
+    assert acked(again) == list(range(5, 12))
+    assert acked(later) == [] and all(e.message.refs == 1 for e in later)  # pinned: never acked by anyone
+
+
+def test_records_fetched_before_the_seek_are_skipped_until_the_re_read_arrives():
+    g = gate()
+    g.hold(events(P0, range(5)))
+    g.hold(events(P0, range(8, 10)))  # hole at 5
+    g.rewound(P0, 5)
+    stale = events(P0, range(10, 300))  # queued in Faust's stream before the seek
+    assert g.hold(stale) == []
+    assert g.holes == {}  # no new seek for each stale record
+    again = events(P0, range(5, 12))
+    assert g.hold(again) == again
+    g.release({})
+    assert acked(again) == list(range(5, 11)) and acked(stale) == []
+    later = events(P0, range(14, 16))  # a hole after the re-read is a new one
+    assert g.hold(later) == [] and g.holes == {P0: 12}
+
+
+def test_a_rewind_that_sees_nothing_asks_for_the_seek_again():
+    g = gate()
+    g.hold(events(P0, range(5)))
+    g.hold(events(P0, range(8, 10)))
+    g.rewound(P0, 5)
+    now = time.monotonic()
+    assert g.overdue(now) == {}
+    assert g.overdue(now + REWIND_PATIENCE_S + 1) == {P0: 5}  # the re-read was swallowed: seek again
+    g.hold(events(P0, [5]))
+    assert g.overdue(now + REWIND_PATIENCE_S + 1) == {}
 
 
 def test_a_new_partition_releases_nothing_until_its_start_is_known():

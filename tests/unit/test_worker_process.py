@@ -1,13 +1,17 @@
-"""Start-up details of the worker process: its state directory and garbage-collector settings."""
+"""Details of the worker process: its state directory, garbage-collector settings, and consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from pathlib import Path
 
+from faust.types import TP
+
 from fieldstream.config.settings import Settings
 from fieldstream.config.worker import WorkerSettings
-from fieldstream.streams.app import create_app
+from fieldstream.streams.app import build_app, create_app
+from fieldstream.streams.consumer import AckedOnlyConsumer
 from fieldstream.streams.gc_tuning import tune_gc
 
 
@@ -28,3 +32,20 @@ def test_gc_tuning_freezes_start_up_objects_and_makes_full_collections_rare() ->
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_consumer_never_counts_a_jump_in_readings_offsets_as_acknowledged(tmp_path: Path) -> None:
+    settings = Settings(worker=WorkerSettings(data_dir=tmp_path))
+    app = build_app(settings)
+    consumer = app.consumer
+    assert isinstance(consumer, AckedOnlyConsumer)
+    readings = TP(settings.topics.readings, 0)
+    changelog = TP(next(iter(app.tables.changelog_topics)), 0)
+
+    async def jumps() -> None:
+        await consumer._add_gap(readings, 5, 9)  # Faust would commit past 5..9 unprocessed
+        await consumer._add_gap(changelog, 5, 9)  # compacted: the jump is real
+
+    asyncio.run(jumps())
+    assert not consumer._gap[readings]
+    assert consumer._gap[changelog]
