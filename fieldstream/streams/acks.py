@@ -27,6 +27,15 @@ when a rewind sees no record for `REWIND_PATIENCE_S`, it asks for the seek
 again. Before this, every stale record looked like a new hole and asked for a
 new seek, which kept a partition re-reading for minutes under load.
 
+Silent partitions. A hole is only revealed by a later record. When Faust drops
+every record it fetched of a partition (seen after restarts: a partition with
+no committed offset, the consumer's position at the end of the log, nothing
+delivered, nothing ever committed), no record comes. So a partition that has
+records we have not seen (highwater past the next expected offset) and has shown
+nothing while the agent took several batches or sat idle is `quiet`: the agent
+asks the consumer where it is, and seeks back if its position is past what
+reached the stream.
+
 A partition newly ours starts at its committed offset, not at the consumer's
 position: records fetched and then dropped during the rebalance have already
 moved the position past them, and nothing would reveal the hole.
@@ -44,8 +53,11 @@ from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
 
-# How long a rewind may see nothing of its partition before it asks for the seek again.
+# How long a rewind may see nothing of its partition before it asks for the seek again; also
+# how long a partition with unseen records may stay silent before its position is checked.
 REWIND_PATIENCE_S = 3.0
+# Batches the agent may take without a record of a partition that has unseen records.
+QUIET_BATCHES = 3
 
 
 @dataclass
@@ -64,6 +76,9 @@ class AckGate:
         self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
         self._rewinds: dict[TP, Rewind] = {}
         self._unconfirmed: set[TP] = set()  # newly ours, start offset not yet known: release nothing
+        self._batches = 0  # batches taken so far
+        self._last_batch_at = time.monotonic()
+        self._seen: dict[TP, tuple[float, int]] = {}  # when a record of the partition last arrived, batch number
 
     @property
     def holes(self) -> dict[TP, int]:
@@ -75,14 +90,35 @@ class AckGate:
         now = time.monotonic() if now is None else now
         return {tp: r.to for tp, r in self._rewinds.items() if r.sought and now - r.seen_at > REWIND_PATIENCE_S}
 
+    def quiet(self, now: float | None = None) -> dict[TP, int]:
+        """Partitions with records not seen yet that have stayed silent: {partition: next expected offset}."""
+        now = time.monotonic() if now is None else now
+        idle = now - self._last_batch_at > REWIND_PATIENCE_S
+        found: dict[TP, int] = {}
+        for tp, expected in self._expected.items():
+            if tp in self._rewinds or tp in self._unconfirmed:
+                continue
+            seen_at, batch = self._seen.get(tp, (now, self._batches))
+            if now - seen_at > REWIND_PATIENCE_S and (idle or self._batches - batch >= QUIET_BATCHES) \
+                    and self._highwater(tp) > expected:
+                found[tp] = expected
+        return found
+
+    def checked(self, tp: TP) -> None:
+        """The partition's position was checked: give it another spell before the next check."""
+        self._seen[tp] = (time.monotonic(), self._batches)
+
     def hold(self, events: list[EventT]) -> list[EventT]:
         """Take a reference on every message; returns the events to process (stale ones are not)."""
         kept: list[EventT] = []
         now = time.monotonic()
+        self._batches += 1
+        self._last_batch_at = now
         for event in events:
             message = event.message
             message.incref()
             tp, offset = message.tp, message.offset
+            self._seen[tp] = (now, self._batches)
             rewind = self._rewinds.get(tp)
             if rewind is not None:
                 if rewind.sought and offset == rewind.to:
@@ -117,6 +153,8 @@ class AckGate:
     def expect_start(self, tps: set[TP]) -> None:
         """Partitions newly ours: nothing of them is released until `starts_at` says where they begin."""
         self._unconfirmed |= tps
+        for tp in tps:
+            self.checked(tp)
 
     def starts_at(self, tp: TP, offset: int | None) -> None:
         """A partition newly ours is read from `offset` (the committed one).
@@ -143,6 +181,7 @@ class AckGate:
         """The consumer was sent back to `offset`: records before the first read again are stale."""
         self._rewinds[tp] = Rewind(offset, sought=True, seen_at=time.monotonic())
         self._expected[tp] = offset
+        self.checked(tp)
 
     def drop(self, events: list[EventT]) -> None:
         """A batch that will not be processed here: never ack it; the next owner reads it again."""
@@ -189,6 +228,7 @@ class AckGate:
             self._held.pop(tp, None)
             self._expected.pop(tp, None)
             self._rewinds.pop(tp, None)
+            self._seen.pop(tp, None)
             self._unconfirmed.discard(tp)
 
     @property

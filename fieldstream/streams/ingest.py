@@ -186,6 +186,19 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 consumer.resume_partitions({tp})
         gate.rewound(tp, offset)
 
+    async def check_position(tp: TP, expected: int) -> None:
+        """A silent partition with records we have not seen: were they fetched and dropped?"""
+        gate.checked(tp)
+        try:
+            position = await asyncio.wait_for(app.consumer.position(tp), POSITION_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - asked again after the next quiet spell
+            log.warning("ingest: no position for %s[%d]", tp.topic, tp.partition, exc_info=True)
+            return
+        if position is not None and position > expected:
+            log.error("ingest: the consumer is at offset %d of %s[%d] but nothing past %d reached the stream; "
+                      "reading them again", position, tp.topic, tp.partition, expected - 1)
+            await seek_back(tp, expected)
+
     @app.timer(interval=1.0)
     async def roll_sinks() -> None:
         if flow.stopping:
@@ -197,6 +210,8 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 log.warning("ingest: nothing of %s[%d] read again %.0fs after seeking back to %d; "
                             "seeking again", tp.topic, tp.partition, REWIND_PATIENCE_S, offset)
                 await seek_back(tp, offset)
+            for tp, expected in gate.quiet().items():
+                await check_position(tp, expected)
         await pipeline.tick()
         if not in_flight.locked():
             # Mid-batch, pending() cannot yet cover the batch's offsets: releasing now could

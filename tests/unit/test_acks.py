@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from faust.types import TP
 
-from fieldstream.streams.acks import REWIND_PATIENCE_S, AckGate, committed_starts
+from fieldstream.streams.acks import QUIET_BATCHES, REWIND_PATIENCE_S, AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 
 P0 = TP("readings", 0)
@@ -140,6 +140,27 @@ def test_records_skipped_before_the_first_one_seen_are_read_again():
     assert g.holes == {P0: 20}
     g.release({})
     assert acked(batch) == []
+
+
+def test_a_partition_with_unseen_records_that_stays_silent_is_quiet():
+    g = gate(highwater=1000)
+    g.app.consumer.highwaters[P1] = QUIET_BATCHES  # P1 is read to its end
+    g.hold(events(P0, range(5)))
+    later = time.monotonic() + REWIND_PATIENCE_S + 1
+    assert g.quiet(time.monotonic()) == {}
+    for i in range(QUIET_BATCHES):
+        g.hold(events(P1, [i]))  # the agent keeps taking batches, none with P0
+    assert g.quiet(later) == {P0: 5}  # its records were fetched and dropped, or are coming: ask the consumer
+    g.checked(P0)
+    assert g.quiet(time.monotonic()) == {}
+
+
+def test_an_idle_agent_makes_a_silent_partition_quiet_but_not_one_at_its_end():
+    g = gate(highwater=5)
+    g.hold(events(P0, range(5)))
+    assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {}  # nothing more in the log
+    g.app.consumer.highwaters[P0] = 9
+    assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {P0: 5}
 
 
 def test_a_start_never_confirmed_stays_listed_for_another_lookup():
