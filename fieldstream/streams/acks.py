@@ -114,11 +114,12 @@ class AckGate:
         now = time.monotonic()
         self._batches += 1
         self._last_batch_at = now
+        seen = (now, self._batches)
         for event in events:
             message = event.message
             message.incref()
             tp, offset = message.tp, message.offset
-            self._seen[tp] = (now, self._batches)
+            self._seen[tp] = seen
             rewind = self._rewinds.get(tp)
             if rewind is not None:
                 if rewind.sought and offset == rewind.to:
