@@ -26,3 +26,6 @@ class WorkerSettings(Section):
     gc_full_every: int = Field(
         100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
     )
+    producer_buffer_max: int = Field(
+        20_000, ge=1, description="Changelog messages queued before the stream waits for them (Faust: 100)"
+    )

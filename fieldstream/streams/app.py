@@ -73,6 +73,9 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         logging_config=worker_logging_config(w.json_logs),
     )
+    # Checkpoints set thousands of table keys at once; Faust stops the stream whenever more
+    # than this many changelog messages wait (its commits flush them all first either way).
+    app.producer.buffer.max_messages = w.producer_buffer_max
     return app
 
 
