@@ -2,8 +2,10 @@
 
 Faust commits an offset when the message's reference count drops to zero.
 take_events() drops one reference after each batch. The ingest agent takes
-one more for every message when its batch starts (`hold`), so a cancelled or
-failed batch is never committed by take_events. The messages are acked
+one more for every message when its batch is taken (`pin`), so a cancelled or
+failed batch is never committed by take_events, and registers the messages it
+is about to process (`hold`) only once it holds the batch lock: a batch still
+waiting for the lock when the worker stops is never acked by the final release. The messages are acked
 (`release`) once the buffering parts (Parquet files, window and detector
 checkpoints) report their partition durable past the message's offset; the
 agent never releases while a batch is in flight, since its offsets are not
@@ -108,8 +110,16 @@ class AckGate:
         """The partition's position was checked: give it another spell before the next check."""
         self._seen[tp] = (time.monotonic(), self._batches)
 
+    def pin(self, events: list[EventT]) -> None:
+        """Take a reference on every message as its batch is taken, so take_events can never ack it
+        (it acks a batch even when its processing is cancelled or never starts). Only `release`
+        acks, and only messages `hold` kept; the rest (strays, stale records, a batch a stopping
+        worker never processed) are never acked by us."""
+        for event in events:
+            event.message.incref()
+
     def hold(self, events: list[EventT]) -> list[EventT]:
-        """Take a reference on every message; returns the events to process (stale ones are not)."""
+        """Pinned messages about to be processed: returns those to process (stale ones are not)."""
         kept: list[EventT] = []
         now = time.monotonic()
         self._batches += 1
@@ -117,7 +127,6 @@ class AckGate:
         seen = (now, self._batches)
         for event in events:
             message = event.message
-            message.incref()
             tp, offset = message.tp, message.offset
             self._seen[tp] = seen
             rewind = self._rewinds.get(tp)
@@ -129,9 +138,7 @@ class AckGate:
                     continue  # fetched before the seek: pinned, never acked; it comes again in order
             expected = self._expected.get(tp)
             if expected is not None and offset > expected:
-                log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
-                          "before committing past %d", expected, offset - 1, tp.topic, tp.partition, expected - 1)
-                self._rewinds[tp] = Rewind(expected, sought=False, seen_at=now)
+                self._hole(tp, expected, offset)
                 continue  # past the hole: it comes again after the seek
             if expected is None or offset == expected:
                 self._expected[tp] = offset + 1
@@ -140,11 +147,6 @@ class AckGate:
             self._held.setdefault(tp, deque()).append(message)
             kept.append(event)
         return kept
-
-    def never_ack(self, events: list[EventT]) -> None:
-        """Messages of a partition no longer ours: pinned so take_events cannot ack them."""
-        for event in events:
-            event.message.incref()
 
     @property
     def unconfirmed(self) -> set[TP]:
@@ -174,9 +176,13 @@ class AckGate:
             return
         first = queue[0].offset if queue else self._expected[tp]
         if first > offset and tp not in self._rewinds:
-            log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
-                      "before committing past %d", offset, first - 1, tp.topic, tp.partition, offset - 1)
-            self._rewinds[tp] = Rewind(offset, sought=False, seen_at=time.monotonic())
+            self._hole(tp, offset, first)
+
+    def _hole(self, tp: TP, missing_from: int, seen: int) -> None:
+        """Offsets missing_from..seen-1 never reached the stream: the agent is to seek back."""
+        log.error("ingest: offsets %d..%d of %s[%d] never reached the stream; reading them again "
+                  "before committing past %d", missing_from, seen - 1, tp.topic, tp.partition, missing_from - 1)
+        self._rewinds[tp] = Rewind(missing_from, sought=False, seen_at=time.monotonic())
 
     def rewound(self, tp: TP, offset: int) -> None:
         """The consumer was sent back to `offset`: records before the first read again are stale."""

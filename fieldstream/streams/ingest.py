@@ -137,21 +137,19 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         await await_changelog_metadata(app)  # before any stage writes its table
         tune_gc(settings.worker.gc_young_threshold, settings.worker.gc_full_every)
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
-            # Held from the start: take_events acks a batch even when its processing is
-            # cancelled (shutdown) or fails; a held message is never committed by that.
+            # Pinned at once: take_events acks a batch even when its processing is cancelled
+            # (shutdown) or fails; a pinned message is acked only by the gate's release.
             taken_in = ownership.generation
-            owned, strays = ownership.split(events, taken_in)
-            owned = gate.hold(owned)  # without records fetched before a seek back: they come again
-            gate.never_ack(strays)  # records of a partition that moved away: the new owner's
+            gate.pin(events)
             async with in_flight:
                 if flow.stopping:
-                    gate.drop(owned)  # the sinks are closing: never committed, read again by the next owner
-                    continue
+                    continue  # the sinks are closing: never acked, read again by the next owner
+                # Only partitions ours since the batch was taken and still ours: the rest (a
+                # rebalance may have run while we waited) are the new owner's, never acked here.
+                events, _ = ownership.split(events, taken_in)
+                events = gate.hold(events)  # without records fetched before a seek back: they come again
                 for tp, offset in gate.holes.items():
                     await seek_back(tp, offset)
-                # A rebalance may have run while we waited: what moved away is the new owner's
-                # (the gate forgot those messages, so they are never acked here).
-                events, _ = ownership.split(owned, taken_in)
                 if not events:
                     continue
                 started = time.monotonic()

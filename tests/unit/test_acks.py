@@ -53,6 +53,12 @@ def acked(batch) -> list[int]:
     return [e.message.offset for e in batch if e.message.acked]
 
 
+def take(g: AckGate, batch: list) -> list:
+    """What the agent does with a batch it processes: pin it when taken, hold it under the lock."""
+    g.pin(batch)
+    return g.hold(batch)
+
+
 def gate(highwater: int = 1000) -> AckGate:
     return AckGate(FakeApp(FakeConsumer({P0: highwater, P1: highwater})))
 
@@ -60,7 +66,7 @@ def gate(highwater: int = 1000) -> AckGate:
 def test_held_messages_go_below_the_lowest_pending_offset_and_keep_the_newest():
     g = gate()
     batch = events(P0, range(10))
-    g.hold(batch)
+    take(g, batch)
     assert g.release({("readings", 0): 5}) == 5
     assert acked(batch) == [0, 1, 2, 3, 4]
     g.release({})
@@ -70,7 +76,7 @@ def test_held_messages_go_below_the_lowest_pending_offset_and_keep_the_newest():
 def test_the_newest_message_goes_once_the_partition_is_caught_up():
     g = gate(highwater=10)
     batch = events(P0, range(10))
-    g.hold(batch)
+    take(g, batch)
     g.release({})
     assert acked(batch) == list(range(10))
 
@@ -78,15 +84,15 @@ def test_the_newest_message_goes_once_the_partition_is_caught_up():
 def test_a_hole_holds_everything_from_it_and_asks_for_a_seek_back():
     g = gate()
     first, later = events(P0, range(5)), events(P0, range(8, 12))
-    assert g.hold(first) == first
-    assert g.hold(later) == []  # past the hole: not processed now, read again after the seek
+    assert take(g, first) == first
+    assert take(g, later) == []  # past the hole: not processed now, read again after the seek
     assert g.holes == {P0: 5}
     g.release({})
     assert acked(first) == [0, 1, 2, 3] and acked(later) == []
     g.rewound(P0, 5)
     assert g.holes == {}
     again = events(P0, range(5, 13))  # the skipped records, then 8..11 again, then 12
-    assert g.hold(again) == again
+    assert take(g, again) == again
     g.release({})
     assert acked(again) == list(range(5, 12))
     assert acked(later) == [] and all(e.message.refs == 1 for e in later)  # pinned: never acked by anyone
@@ -94,29 +100,29 @@ def test_a_hole_holds_everything_from_it_and_asks_for_a_seek_back():
 
 def test_records_fetched_before_the_seek_are_skipped_until_the_re_read_arrives():
     g = gate()
-    g.hold(events(P0, range(5)))
-    g.hold(events(P0, range(8, 10)))  # hole at 5
+    take(g, events(P0, range(5)))
+    take(g, events(P0, range(8, 10)))  # hole at 5
     g.rewound(P0, 5)
     stale = events(P0, range(10, 300))  # queued in Faust's stream before the seek
-    assert g.hold(stale) == []
+    assert take(g, stale) == []
     assert g.holes == {}  # no new seek for each stale record
     again = events(P0, range(5, 12))
-    assert g.hold(again) == again
+    assert take(g, again) == again
     g.release({})
     assert acked(again) == list(range(5, 11)) and acked(stale) == []
     later = events(P0, range(14, 16))  # a hole after the re-read is a new one
-    assert g.hold(later) == [] and g.holes == {P0: 12}
+    assert take(g, later) == [] and g.holes == {P0: 12}
 
 
 def test_a_rewind_that_sees_nothing_asks_for_the_seek_again():
     g = gate()
-    g.hold(events(P0, range(5)))
-    g.hold(events(P0, range(8, 10)))
+    take(g, events(P0, range(5)))
+    take(g, events(P0, range(8, 10)))
     g.rewound(P0, 5)
     now = time.monotonic()
     assert g.overdue(now) == {}
     assert g.overdue(now + REWIND_PATIENCE_S + 1) == {P0: 5}  # the re-read was swallowed: seek again
-    g.hold(events(P0, [5]))
+    take(g, events(P0, [5]))
     assert g.overdue(now + REWIND_PATIENCE_S + 1) == {}
 
 
@@ -124,7 +130,7 @@ def test_a_new_partition_releases_nothing_until_its_start_is_known():
     g = gate()
     g.expect_start({P0})
     batch = events(P0, range(20, 30))
-    g.hold(batch)
+    take(g, batch)
     assert g.release({}) == 0
     g.starts_at(P0, 20)
     g.release({})
@@ -135,7 +141,7 @@ def test_records_skipped_before_the_first_one_seen_are_read_again():
     g = gate()
     g.expect_start({P0})
     batch = events(P0, range(25, 30))  # the committed offset is 20: 20..24 never reached the stream
-    g.hold(batch)
+    take(g, batch)
     g.starts_at(P0, 20)
     assert g.holes == {P0: 20}
     g.release({})
@@ -145,11 +151,11 @@ def test_records_skipped_before_the_first_one_seen_are_read_again():
 def test_a_partition_with_unseen_records_that_stays_silent_is_quiet():
     g = gate(highwater=1000)
     g.app.consumer.highwaters[P1] = QUIET_BATCHES  # P1 is read to its end
-    g.hold(events(P0, range(5)))
+    take(g, events(P0, range(5)))
     later = time.monotonic() + REWIND_PATIENCE_S + 1
     assert g.quiet(time.monotonic()) == {}
     for i in range(QUIET_BATCHES):
-        g.hold(events(P1, [i]))  # the agent keeps taking batches, none with P0
+        take(g, events(P1, [i]))  # the agent keeps taking batches, none with P0
     assert g.quiet(later) == {P0: 5}  # its records were fetched and dropped, or are coming: ask the consumer
     g.checked(P0)
     assert g.quiet(time.monotonic()) == {}
@@ -157,7 +163,7 @@ def test_a_partition_with_unseen_records_that_stays_silent_is_quiet():
 
 def test_an_idle_agent_makes_a_silent_partition_quiet_but_not_one_at_its_end():
     g = gate(highwater=5)
-    g.hold(events(P0, range(5)))
+    take(g, events(P0, range(5)))
     assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {}  # nothing more in the log
     g.app.consumer.highwaters[P0] = 9
     assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {P0: 5}
@@ -209,10 +215,20 @@ def test_a_partition_starts_at_its_committed_offset_or_the_log_start():
     assert asyncio.run(committed_starts(FakeApp(consumer), set())) == {}
 
 
+def test_a_batch_taken_but_never_processed_is_not_acked_by_the_final_release():
+    g = gate()
+    done = events(P0, range(5))
+    take(g, done)
+    waiting = events(P0, range(5, 10))  # taken, then the worker stopped while it waited for the lock
+    g.pin(waiting)
+    g.release({}, final=True)
+    assert acked(done) == list(range(5)) and acked(waiting) == []
+
+
 def test_a_forgotten_partition_is_never_acked():
     g = gate()
     batch = events(P0, range(5)) + events(P1, range(5))
-    g.hold(batch)
+    take(g, batch)
     g.forget({P0})
     g.release({})
     assert acked(batch) == [0, 1, 2, 3]
@@ -222,7 +238,7 @@ def test_a_forgotten_partition_is_never_acked():
 def test_pinned_strays_are_never_acked_by_anyone():
     g = gate()
     strays = events(P0, range(3))
-    g.never_ack(strays)
+    g.pin(strays)
     g.release({}, final=True)
     assert acked(strays) == [] and all(e.message.refs == 1 for e in strays)
 
