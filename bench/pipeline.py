@@ -173,7 +173,7 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
 
 
 def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path,
-                extra_env: dict[str, str] | None = None) -> dict[str, float]:
+                extra_env: dict[str, str] | None = None, timeline: bool = False) -> dict[str, float]:
     topic = f"bench-lat-{uuid.uuid4().hex[:6]}.readings"
     preload(settings, topic, 0, devices, progress=False)  # creates the topic, registers schemas
     database = f"bench_{uuid.uuid4().hex[:8]}"
@@ -214,6 +214,8 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
                     "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p95, "
                     "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p99 "
                     "FROM readings WHERE event_time > (SELECT min(event_time) + interval '10 seconds' FROM readings)")
+                if timeline:
+                    await print_timeline(conn)
                 return {k: float(row[k] or 0) for k in ("n", "p50", "p95", "p99")}
             finally:
                 await conn.close()
@@ -222,6 +224,17 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
     finally:
         workers.stop()
         asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def print_timeline(conn: asyncpg.Connection, step_s: int = 2) -> None:
+    """Latency by `step_s` seconds of event time: where in the run the tail comes from."""
+    rows = await conn.fetch(
+        "SELECT floor(extract(epoch FROM event_time - t0) / $1)::int * $1 AS at, count(*) AS n, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) AS p50, "
+        "max(extract(epoch FROM ingested_at - event_time)) AS worst "
+        "FROM readings, (SELECT min(event_time) AS t0 FROM readings) s GROUP BY 1 ORDER BY 1", step_s)
+    print(markdown_table(["event time s", "readings", "p50 s", "max s"],
+                         [[r["at"], r["n"], f"{r['p50']:.2f}", f"{r['worst']:.2f}"] for r in rows]))
 
 
 def settings_of(variant: str) -> dict[str, str]:
@@ -242,6 +255,7 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
                    help="Worker settings of one variant; every leg runs once per --variant, side by side "
                         "('' = the defaults); default: one variant, the defaults")
+    p.add_argument("--timeline", action="store_true", help="Print the latency run's latency by 2 s of event time")
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--record", action="store_true", help="Append the results to docs/BENCHMARKS.md")
     args = p.parse_args()
@@ -278,7 +292,8 @@ def main() -> None:
         offered = args.latency_rate or first[0].rate / 2
         for leg in variants:
             print(f"latency: {offered:,.0f} readings/s for {args.latency_s:.0f}s, settings: {leg or 'defaults'}")
-            lat = run_latency(settings, offered, args.latency_s, args.devices, workdir, settings_of(leg))
+            lat = run_latency(settings, offered, args.latency_s, args.devices, workdir, settings_of(leg),
+                              args.timeline)
             table += (f"\nEnd-to-end latency (event time = send time → committed in PostgreSQL) at "
                       f"{offered:,.0f} single-reading messages/s offered to 1 worker, settings "
                       f"{leg or 'defaults'}, {lat['n']:,.0f} readings: "

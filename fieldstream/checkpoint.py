@@ -188,6 +188,7 @@ class DeviceStateStage(Generic[S]):
         self.outputs = tuple(outputs)
         self.retry = retry
         self.busy = asyncio.Lock()
+        self.rebalances = 0  # revocations seen: work split across lock releases checks it
 
     async def start(self) -> None:
         for part in self.outputs:
@@ -206,6 +207,7 @@ class DeviceStateStage(Generic[S]):
         self.states.forget_partitions(partitions)
 
     def pause(self) -> None:
+        self.rebalances += 1
         self.states.pause()
 
     def resume(self) -> None:

@@ -26,6 +26,10 @@ class WorkerSettings(Section):
     gc_full_every: int = Field(
         100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
     )
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=30_000,
+        description="Longest the broker holds a fetch that found no new records (Faust: 1500)",
+    )
     producer_buffer_max: int = Field(
         20_000, ge=1, description="Changelog messages queued before the stream waits for them (Faust: 100)"
     )

@@ -7,7 +7,7 @@ from faust.types import TransportT
 
 from fieldstream.config import Settings, load_settings
 from fieldstream.logs import worker_logging_config
-from fieldstream.streams.consumer import AckedOnlyConsumer
+from fieldstream.streams.consumer import DEFAULT_FETCH_MAX_WAIT_MS, AckedOnlyConsumer
 
 
 def faust_broker(bootstrap_servers: str) -> str:
@@ -37,6 +37,8 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 class FieldstreamApp(faust.App):
+    fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS  # the worker setting, set by create_app
+
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
         transport.Consumer = AckedOnlyConsumer  # type: ignore[misc]  # see streams/consumer.py
@@ -76,6 +78,7 @@ def create_app(settings: Settings) -> faust.App:
     # Checkpoints set thousands of table keys at once; Faust stops the stream whenever more
     # than this many changelog messages wait (its commits flush them all first either way).
     app.producer.buffer.max_messages = w.producer_buffer_max
+    app.fetch_max_wait_ms = w.fetch_max_wait_ms  # read by the consumer thread (streams/consumer.py)
     return app
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from fieldstream.partitioning import partition_for
 from fieldstream.schemas.reading import Reading
 from fieldstream.windows import WindowEngine, parse_specs
-from fieldstream.windows.stage import WindowStage
+from fieldstream.windows.stage import CLOSE_SLICE, WindowStage
 
 T0 = datetime(2024, 3, 1, 12, 0, 5, tzinfo=UTC)
 PARTITIONS = 4
@@ -90,5 +90,54 @@ def test_a_new_assignment_visits_devices_known_only_from_the_store():
         for second in range(0, 120):
             await restarted.tick(owned, T0 + timedelta(seconds=second), None)
         assert sorted(r["device_id"] for r in published.records) == ["dev-a", "dev-b"]
+
+    asyncio.run(scenario())
+
+
+def test_closing_many_devices_at_once_lets_a_batch_in_between_slices_and_closes_each_window_once():
+    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    stage, published = stage_with(engine)
+    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
+    owned = set(range(PARTITIONS))
+    between: list[int] = []  # windows published when the batch got in
+
+    async def batch_while_closing() -> None:
+        await asyncio.sleep(0)  # the timer's first slice holds the lock: wait for it to let go
+        async with stage.busy:
+            between.append(len(published.records))
+        await stage.on_batch([reading(devices[-1], 75, 1)], T0 + timedelta(seconds=75))
+
+    async def scenario() -> None:
+        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
+        await stage.tick(owned, T0, None)  # first sight: each device planned
+        await asyncio.gather(stage.tick(owned, T0 + timedelta(seconds=75), None), batch_while_closing())
+        assert 0 < between[0] < len(devices)  # the batch ran after some slices, before the last
+        for second in range(76, 200):
+            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+        closed = [(r["device_id"], r["window_start"]) for r in published.records]
+        assert len(closed) == len(set(closed)) == len(devices) + 1  # and the late device's next window
+
+    asyncio.run(scenario())
+
+
+def test_a_rebalance_between_slices_stops_the_closing_and_the_rest_is_closed_later():
+    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    stage, published = stage_with(engine)
+    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
+    owned = set(range(PARTITIONS))
+
+    async def revoke_and_assign_again() -> None:
+        await asyncio.sleep(0)
+        stage.pause()  # what the worker does on a revocation
+        stage.resume()  # and the same partitions assigned again
+
+    async def scenario() -> None:
+        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
+        await stage.tick(owned, T0, None)
+        await asyncio.gather(stage.tick(owned, T0 + timedelta(seconds=75), None), revoke_and_assign_again())
+        assert 0 < len(published.records) < len(devices)  # stopped after the slice under way
+        for second in range(76, 200):
+            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+        assert sorted(r["device_id"] for r in published.records) == sorted(devices)
 
     asyncio.run(scenario())
