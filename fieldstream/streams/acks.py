@@ -81,6 +81,7 @@ class AckGate:
         self._batches = 0  # batches taken so far
         self._last_batch_at = time.monotonic()
         self._seen: dict[TP, tuple[float, int]] = {}  # when a record of the partition last arrived, batch number
+        self._behind_since: dict[TP, float] = {}  # when quiet() first saw records of it not yet arrived
 
     @property
     def holes(self) -> dict[TP, int]:
@@ -100,9 +101,15 @@ class AckGate:
         for tp, expected in self._expected.items():
             if tp in self._rewinds or tp in self._unconfirmed:
                 continue
+            if self._highwater(tp) <= expected:
+                self._behind_since.pop(tp, None)
+                continue
+            # Silent since the later of its last record and the first sign of records to come
+            # (counting from the assignment would flag the first records of an idle partition).
+            behind_since = self._behind_since.setdefault(tp, now)
             seen_at, batch = self._seen.get(tp, (now, self._batches))
-            if now - seen_at > REWIND_PATIENCE_S and (idle or self._batches - batch >= QUIET_BATCHES) \
-                    and self._highwater(tp) > expected:
+            if now - max(seen_at, behind_since) > REWIND_PATIENCE_S \
+                    and (idle or self._batches - batch >= QUIET_BATCHES):
                 found[tp] = expected
         return found
 
@@ -236,6 +243,7 @@ class AckGate:
             self._expected.pop(tp, None)
             self._rewinds.pop(tp, None)
             self._seen.pop(tp, None)
+            self._behind_since.pop(tp, None)
             self._unconfirmed.discard(tp)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from fieldstream.windows.state import DeviceWindows
 
 LATE_PREFIX = "fieldstream.late."
 CLOSE_SLICE = 250  # devices whose due windows one timer slice closes
+CLOSE_BUDGET_S = 0.2  # of each timer tick spent closing windows; the rest waits for the next tick
 
 
 
@@ -87,20 +89,21 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                 self._schedule, self._scheduled = [], set()
                 for device_id in self.states.devices(owned):
                     self._plan(device_id, 0)
-            due = self._due(to_us(now))
             rebalances = self.rebalances
-        # A window boundary is due for every device at once (seconds of work with 10,000 of
-        # them): closed a slice at a time, letting batches in between, or the stream would
-        # stall and its backlog trip Faust's flow control.
-        for start in range(0, len(due), CLOSE_SLICE):
+        # A window boundary makes every device due at once (10,000 of them: seconds of work).
+        # Closed a slice at a time with batches in between, and only for part of each tick:
+        # the rest stays due for the next ticks, so the stream never waits behind a boundary.
+        now_us = to_us(now)
+        until = time.monotonic() + CLOSE_BUDGET_S
+        while True:
             async with self.busy:
-                if self.rebalances != rebalances:  # a rebalance came between slices
-                    if self._schedule_for == frozenset(owned):  # else the next tick plans anew
-                        for device_id in due[start:]:
-                            if device_id not in self._scheduled:
-                                self._plan(device_id, 0)
-                    return
-                await self.close_due(due[start:start + CLOSE_SLICE], now, flowing_since)
+                if self.rebalances != rebalances:
+                    return  # what is left stays planned; a new assignment plans anew
+                due = self._due(now_us, CLOSE_SLICE)
+                if due:
+                    await self.close_due(due, now, flowing_since)
+            if not due or time.monotonic() >= until:
+                break
             await asyncio.sleep(0)
         async with self.busy:
             self.states.step()
@@ -109,9 +112,9 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         heapq.heappush(self._schedule, (at_us, device_id))
         self._scheduled.add(device_id)
 
-    def _due(self, now_us: int) -> list[str]:
-        due = []
-        while self._schedule and self._schedule[0][0] <= now_us:
+    def _due(self, now_us: int, limit: int) -> list[str]:
+        due: list[str] = []
+        while self._schedule and self._schedule[0][0] <= now_us and len(due) < limit:
             _, device_id = heapq.heappop(self._schedule)
             self._scheduled.discard(device_id)
             due.append(device_id)
@@ -130,7 +133,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             elif self.engine.expired(state, now):
                 expired.append(device_id)
                 continue
-            if device_id not in self._scheduled:  # else a batch between slices planned it already
+            if device_id not in self._scheduled:  # else a batch planned it while it waited
                 self._plan(device_id, self._next_visit(state, now_us))
         await self._emit(finals)
         for device_id in expired:

@@ -166,7 +166,20 @@ def test_an_idle_agent_makes_a_silent_partition_quiet_but_not_one_at_its_end():
     take(g, events(P0, range(5)))
     assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {}  # nothing more in the log
     g.app.consumer.highwaters[P0] = 9
-    assert g.quiet(time.monotonic() + REWIND_PATIENCE_S + 1) == {P0: 5}
+    now = time.monotonic() + REWIND_PATIENCE_S + 1
+    assert g.quiet(now) == {}  # records just appeared: they may be on their way
+    assert g.quiet(now + REWIND_PATIENCE_S + 1) == {P0: 5}
+
+
+def test_the_first_records_of_a_partition_idle_since_its_assignment_are_given_time_to_arrive():
+    g = gate(highwater=0)
+    g.expect_start({P0})
+    g.starts_at(P0, 0)
+    assigned_long_ago = time.monotonic() + 60
+    assert g.quiet(assigned_long_ago) == {}
+    g.app.consumer.highwaters[P0] = 30  # the first records are fetched, not yet in a batch
+    assert g.quiet(assigned_long_ago + 1) == {}
+    assert g.quiet(assigned_long_ago + 1 + REWIND_PATIENCE_S + 1) == {P0: 0}  # still nothing: ask the consumer
 
 
 def test_a_start_never_confirmed_stays_listed_for_another_lookup():

@@ -141,3 +141,22 @@ def test_a_rebalance_between_slices_stops_the_closing_and_the_rest_is_closed_lat
         assert sorted(r["device_id"] for r in published.records) == sorted(devices)
 
     asyncio.run(scenario())
+
+
+def test_a_tick_closes_only_its_time_budget_and_leaves_the_rest_due_for_the_next(monkeypatch):
+    monkeypatch.setattr("fieldstream.windows.stage.CLOSE_BUDGET_S", 0.0)  # one slice per tick
+    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    stage, published = stage_with(engine)
+    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
+    owned = set(range(PARTITIONS))
+
+    async def scenario() -> None:
+        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
+        await stage.tick(owned, T0, None)
+        closed_after = []
+        for second in (75, 76, 77):
+            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+            closed_after.append(len(published.records))
+        assert closed_after == [CLOSE_SLICE, 2 * CLOSE_SLICE, 3 * CLOSE_SLICE]
+
+    asyncio.run(scenario())
