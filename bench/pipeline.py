@@ -279,7 +279,8 @@ def main() -> None:
             print(f"  {results[variant][-1].rate:,.0f} readings/s")
     rows = [[r.label, f"{r.rate:,.0f}", f"{r.cpu_ms_per_1000:,.0f}", f"{r.peak_rss_mb:,.0f}"]
             for k_results in zip(*results.values()) for r in k_results]
-    table = markdown_table(["run", "readings/s", "CPU ms / 1000 readings", "peak RSS MB / worker"], rows)
+    table = markdown_table(["run", "readings/s", "CPU ms / 1000 readings", "peak RSS MB / worker"], rows) \
+        if rows else ""
     for variant, legs in results.items():
         if len(legs) >= 2:
             table += f"\n\nScaling{f' ({variant})' if variant else ''}: {legs[1].rate / legs[0].rate:.2f}x " \

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP, EventT
 from mode import Service
 
@@ -99,7 +100,7 @@ def producer_backlogged(app: faust.App) -> bool:
 
 def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages: list[Stage],
                   flow: FlowTracker) -> None:
-    gate = AckGate(app)
+    gate = AckGate(app, settings.worker.batch_max)
     readings = app.topic(settings.topics.readings, partitions=settings.topics.partitions)
     # Held while a batch is processed. Faust stops this service without waiting for the
     # agent (stream_wait_empty=False), so closing waits here for the batch in flight;
@@ -186,6 +187,10 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
             consumer.pause_partitions({tp})
         try:
             await consumer.seek(tp, offset)
+        except IllegalStateError:  # revoked meanwhile: its next owner starts from the committed offset
+            log.warning("ingest: %s[%d] was revoked before it could be read again from %d",
+                        tp.topic, tp.partition, offset)
+            return
         finally:
             if paused_here:
                 consumer.resume_partitions({tp})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -35,13 +37,19 @@ def attach_lag_gauge(app: faust.App, topic: str, interval_s: float = 5.0) -> Non
 
     @app.timer(interval=interval_s)
     async def measure_lag() -> None:
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != topic:
-                continue
+        await update_lag(app.consumer, topic)
+
+
+async def update_lag(consumer: Any, topic: str) -> None:
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        try:
             position = await consumer.position(tp)
-            if position is None:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        except IllegalStateError:  # revoked by a rebalance since assignment() listed it
+            continue
+        if position is None:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))

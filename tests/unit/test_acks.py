@@ -312,3 +312,18 @@ def test_a_stopping_worker_lets_go_of_a_rebalance_in_progress():
 
     asyncio.run(scenario())
 
+
+
+def test_no_partition_is_quiet_while_full_batches_show_a_backlog_queued_in_faust():
+    g = AckGate(FakeApp(FakeConsumer({P0: 1000, P1: 1000})), batch_max=3)
+    take(g, events(P0, range(5)))
+    for i in range(QUIET_BATCHES):
+        take(g, events(P1, [3 * i, 3 * i + 1, 3 * i + 2]))  # full batches, none with P0
+    assert g.quiet(time.monotonic() + 1) == {}  # P0's next records wait in Faust's queue
+    take(g, events(P1, [9]))  # the backlog is gone: a partial batch
+    for i in range(QUIET_BATCHES):
+        take(g, events(P1, [10 + i]))
+    g.app.consumer.highwaters[P1] = 13  # P1 is read to its end
+    now = time.monotonic() + REWIND_PATIENCE_S + 1
+    assert g.quiet(now) == {}  # from here P0 has records that do not come
+    assert g.quiet(now + REWIND_PATIENCE_S + 1) == {P0: 5}
