@@ -46,10 +46,8 @@ async def update_lag(consumer: Any, topic: str) -> None:
             continue
         try:
             position = await consumer.position(tp)
-        except IllegalStateError:  # revoked by a rebalance since assignment() listed it
-            continue
-        if position is None:
-            continue
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
+            highwater = consumer.highwater(tp)
+        except (IllegalStateError, AssertionError):  # revoked by a rebalance since assignment() listed it
+            continue  # (aiokafka raises the one for position, asserts for highwater)
+        if position is not None and highwater is not None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))

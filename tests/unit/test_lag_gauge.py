@@ -14,10 +14,10 @@ TOPIC = "lag-test.readings"
 
 
 class RebalancingConsumer:
-    """Partition 0 is revoked between assignment() and position() (a rebalance under way)."""
+    """Partitions 0 and 2 are revoked after assignment() listed them (a rebalance under way)."""
 
     def assignment(self) -> set[TP]:
-        return {TP(TOPIC, 0), TP(TOPIC, 1), TP("other", 0)}
+        return {TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2), TP("other", 0)}
 
     async def position(self, tp: TP) -> int:
         if tp.partition == 0:
@@ -25,6 +25,7 @@ class RebalancingConsumer:
         return 40
 
     def highwater(self, tp: TP) -> int:
+        assert tp.partition != 2, "Partition is not assigned"  # what aiokafka does
         return 100
 
 
