@@ -10,13 +10,16 @@ after the tables were made, so `apply_timescale` reconciles them on every migrat
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 
 from fieldstream.config.postgres import PostgresSettings
+
+SCHEMA_LOCK_KEY = 727274
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +146,23 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
 
 
+@asynccontextmanager
+async def schema_lock(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """One advisory lock around every schema change: workers started together would otherwise
+    race on CREATE ... IF NOT EXISTS (PostgreSQL then refuses the second: duplicate pg_type key)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK_KEY)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK_KEY)
+
+
 async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> list[int]:
     """Apply pending migrations, then TimescaleDB's features if the extension is there.
 
-    Returns the versions applied now. Safe to run concurrently (an advisory lock).
+    Returns the versions applied now. Safe to run concurrently (`schema_lock`).
     """
-    await conn.execute("SELECT pg_advisory_lock(727274)")
-    try:
+    async with schema_lock(conn):
         timescale = await timescale_available(conn)
         log.info("database: %s", "TimescaleDB extension present: hypertables, compression, retention, "
                  "continuous aggregates" if timescale else "plain PostgreSQL (no timescaledb extension): "
@@ -172,8 +185,6 @@ async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> list[
         if timescale:
             await apply_timescale(conn, settings)
         return applied
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(727274)")
 
 
 async def apply_timescale(conn: asyncpg.Connection, settings: PostgresSettings) -> None:

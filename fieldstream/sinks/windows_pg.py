@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from fieldstream.config.postgres import PostgresSettings
+from fieldstream.sinks.migrations import schema_lock
 from fieldstream.sinks.pg import PostgresWriter, unavailable_on_transient
 
 MEASURES = (
@@ -59,8 +60,9 @@ class WindowTableSink(PostgresWriter):
         self.windows = list(windows)
 
     async def on_connect(self, conn: asyncpg.Connection) -> None:
-        for window in self.windows:
-            await conn.execute(create_table_sql(window))
+        async with schema_lock(conn):
+            for window in self.windows:
+                await conn.execute(create_table_sql(window))
 
     async def write(self, aggregates: Sequence[dict[str, Any]]) -> None:
         """Upsert through COPY into a per-connection staging table (far cheaper than row-wise INSERTs)."""
