@@ -75,7 +75,7 @@ class AckGate:
     def __init__(self, app: AppT, batch_max: int | None = None) -> None:
         self.app = app
         self.batch_max = batch_max  # a batch this full means a backlog (records queue in Faust)
-        self._full_batch_at = float("-inf")
+        self._backlogged = False  # the last batch taken was full
         self._held: dict[TP, deque[Message]] = {}
         self._expected: dict[TP, int] = {}  # next offset a contiguous stream would bring
         self._rewinds: dict[TP, Rewind] = {}
@@ -98,9 +98,9 @@ class AckGate:
     def quiet(self, now: float | None = None) -> dict[TP, int]:
         """Partitions with records not seen yet that have stayed silent: {partition: next expected offset}."""
         now = time.monotonic() if now is None else now
-        if now - self._full_batch_at <= REWIND_PATIENCE_S:
-            # A backlog: thousands of records queue in Faust between the consumer and the agent,
-            # and a partition can go unseen for many batches. Its position proves nothing then.
+        if self._backlogged:
+            # Thousands of records queue in Faust between the consumer and the agent, and a
+            # partition can go unseen for many batches: its position proves nothing then.
             return {}
         idle = now - self._last_batch_at > REWIND_PATIENCE_S
         found: dict[TP, int] = {}
@@ -119,6 +119,10 @@ class AckGate:
                 found[tp] = expected
         return found
 
+    def processed(self, now: float | None = None) -> None:
+        """The agent finished a batch: idleness counts from here (a batch can take seconds)."""
+        self._last_batch_at = time.monotonic() if now is None else now
+
     def checked(self, tp: TP) -> None:
         """The partition's position was checked: give it another spell before the next check."""
         self._seen[tp] = (time.monotonic(), self._batches)
@@ -130,8 +134,7 @@ class AckGate:
         worker never processed) are never acked by us."""
         for event in events:
             event.message.incref()
-        if self.batch_max is not None and len(events) >= self.batch_max:
-            self._full_batch_at = time.monotonic()
+        self._backlogged = self.batch_max is not None and len(events) >= self.batch_max
 
     def hold(self, events: list[EventT]) -> list[EventT]:
         """Pinned messages about to be processed: returns those to process (stale ones are not)."""

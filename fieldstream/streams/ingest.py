@@ -173,6 +173,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                     log.critical("ingest: unexpected error; stopping the worker without committing", exc_info=True)
                     os._exit(70)
                 gate.release(pending())
+                gate.processed()
                 flow.batch_done(len(events), started)
 
     async def seek_back(tp: TP, offset: int) -> None:

@@ -323,7 +323,21 @@ def test_no_partition_is_quiet_while_full_batches_show_a_backlog_queued_in_faust
     take(g, events(P1, [9]))  # the backlog is gone: a partial batch
     for i in range(QUIET_BATCHES):
         take(g, events(P1, [10 + i]))
+        g.processed()
     g.app.consumer.highwaters[P1] = 13  # P1 is read to its end
     now = time.monotonic() + REWIND_PATIENCE_S + 1
     assert g.quiet(now) == {}  # from here P0 has records that do not come
     assert g.quiet(now + REWIND_PATIENCE_S + 1) == {P0: 5}
+
+
+def test_a_long_batch_does_not_count_as_idleness():
+    g = gate(highwater=1000)
+    g.app.consumer.highwaters[P1] = 5
+    take(g, events(P0, range(5)))
+    take(g, events(P1, range(5)))  # P0 unseen in one batch only
+    start = time.monotonic()
+    g.quiet(start)  # P0 has records still to come
+    # The batch took 2 x REWIND_PATIENCE_S to process: the agent was busy, not idle.
+    g.processed(start + 2 * REWIND_PATIENCE_S)
+    assert g.quiet(start + 2 * REWIND_PATIENCE_S + 1) == {}
+    assert g.quiet(start + 3 * REWIND_PATIENCE_S + 2) == {P0: 5}  # then idle for real
