@@ -6,8 +6,9 @@ import faust
 from faust.types import TransportT
 
 from fieldstream.config import Settings, load_settings
+from fieldstream.config.worker import WorkerSettings
 from fieldstream.logs import worker_logging_config
-from fieldstream.streams.consumer import DEFAULT_FETCH_MAX_WAIT_MS, AckedOnlyConsumer
+from fieldstream.streams.consumer import AckedOnlyConsumer
 
 
 def faust_broker(bootstrap_servers: str) -> str:
@@ -37,7 +38,8 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 class FieldstreamApp(faust.App):
-    fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS  # the worker setting, set by create_app
+    # The worker setting (create_app sets it), read by the consumer thread (streams/consumer.py).
+    fetch_max_wait_ms: int = WorkerSettings.model_fields["fetch_max_wait_ms"].default
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
@@ -78,7 +80,7 @@ def create_app(settings: Settings) -> faust.App:
     # Checkpoints set thousands of table keys at once; Faust stops the stream whenever more
     # than this many changelog messages wait (its commits flush them all first either way).
     app.producer.buffer.max_messages = w.producer_buffer_max
-    app.fetch_max_wait_ms = w.fetch_max_wait_ms  # read by the consumer thread (streams/consumer.py)
+    app.fetch_max_wait_ms = w.fetch_max_wait_ms
     return app
 
 

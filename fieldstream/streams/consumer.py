@@ -26,14 +26,12 @@ import aiokafka
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
-DEFAULT_FETCH_MAX_WAIT_MS = 100
-
 
 class PromptFetchThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Read by the fetcher aiokafka creates when the consumer starts (no public setter).
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # FieldstreamApp's worker setting
         return consumer
 
 

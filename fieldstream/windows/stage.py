@@ -133,8 +133,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             elif self.engine.expired(state, now):
                 expired.append(device_id)
                 continue
-            if device_id not in self._scheduled:  # else a batch planned it while it waited
-                self._plan(device_id, self._next_visit(state, now_us))
+            self._plan(device_id, self._next_visit(state, now_us))
         await self._emit(finals)
         for device_id in expired:
             self.states.delete(device_id)

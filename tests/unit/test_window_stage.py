@@ -12,6 +12,7 @@ from fieldstream.windows.stage import CLOSE_SLICE, WindowStage
 
 T0 = datetime(2024, 3, 1, 12, 0, 5, tzinfo=UTC)
 PARTITIONS = 4
+OWNED = set(range(PARTITIONS))
 
 
 class Collect:
@@ -94,11 +95,20 @@ def test_a_new_assignment_visits_devices_known_only_from_the_store():
     asyncio.run(scenario())
 
 
-def test_closing_many_devices_at_once_lets_a_batch_in_between_slices_and_closes_each_window_once():
+def crowded_stage() -> tuple[WindowStage, Collect, list[str]]:
+    """Three slices' worth of devices, all with a reading at T0: their windows all end at once."""
     engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
     stage, published = stage_with(engine)
-    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
-    owned = set(range(PARTITIONS))
+    return stage, published, [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
+
+
+async def seen_once(stage: WindowStage, devices: list[str]) -> None:
+    await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
+    await stage.tick(OWNED, T0, None)  # first sight: each device planned
+
+
+def test_closing_many_devices_at_once_lets_a_batch_in_between_slices_and_closes_each_window_once():
+    stage, published, devices = crowded_stage()
     between: list[int] = []  # windows published when the batch got in
 
     async def batch_while_closing() -> None:
@@ -108,12 +118,11 @@ def test_closing_many_devices_at_once_lets_a_batch_in_between_slices_and_closes_
         await stage.on_batch([reading(devices[-1], 75, 1)], T0 + timedelta(seconds=75))
 
     async def scenario() -> None:
-        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
-        await stage.tick(owned, T0, None)  # first sight: each device planned
-        await asyncio.gather(stage.tick(owned, T0 + timedelta(seconds=75), None), batch_while_closing())
+        await seen_once(stage, devices)
+        await asyncio.gather(stage.tick(OWNED, T0 + timedelta(seconds=75), None), batch_while_closing())
         assert 0 < between[0] < len(devices)  # the batch ran after some slices, before the last
         for second in range(76, 200):
-            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+            await stage.tick(OWNED, T0 + timedelta(seconds=second), None)
         closed = [(r["device_id"], r["window_start"]) for r in published.records]
         assert len(closed) == len(set(closed)) == len(devices) + 1  # and the late device's next window
 
@@ -121,10 +130,7 @@ def test_closing_many_devices_at_once_lets_a_batch_in_between_slices_and_closes_
 
 
 def test_a_rebalance_between_slices_stops_the_closing_and_the_rest_is_closed_later():
-    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
-    stage, published = stage_with(engine)
-    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
-    owned = set(range(PARTITIONS))
+    stage, published, devices = crowded_stage()
 
     async def revoke_and_assign_again() -> None:
         await asyncio.sleep(0)
@@ -132,12 +138,11 @@ def test_a_rebalance_between_slices_stops_the_closing_and_the_rest_is_closed_lat
         stage.resume()  # and the same partitions assigned again
 
     async def scenario() -> None:
-        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
-        await stage.tick(owned, T0, None)
-        await asyncio.gather(stage.tick(owned, T0 + timedelta(seconds=75), None), revoke_and_assign_again())
+        await seen_once(stage, devices)
+        await asyncio.gather(stage.tick(OWNED, T0 + timedelta(seconds=75), None), revoke_and_assign_again())
         assert 0 < len(published.records) < len(devices)  # stopped after the slice under way
         for second in range(76, 200):
-            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+            await stage.tick(OWNED, T0 + timedelta(seconds=second), None)
         assert sorted(r["device_id"] for r in published.records) == sorted(devices)
 
     asyncio.run(scenario())
@@ -145,17 +150,13 @@ def test_a_rebalance_between_slices_stops_the_closing_and_the_rest_is_closed_lat
 
 def test_a_tick_closes_only_its_time_budget_and_leaves_the_rest_due_for_the_next(monkeypatch):
     monkeypatch.setattr("fieldstream.windows.stage.CLOSE_BUDGET_S", 0.0)  # one slice per tick
-    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
-    stage, published = stage_with(engine)
-    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
-    owned = set(range(PARTITIONS))
+    stage, published, devices = crowded_stage()
 
     async def scenario() -> None:
-        await stage.on_batch([reading(d, 0, 0) for d in devices], T0)
-        await stage.tick(owned, T0, None)
+        await seen_once(stage, devices)
         closed_after = []
         for second in (75, 76, 77):
-            await stage.tick(owned, T0 + timedelta(seconds=second), None)
+            await stage.tick(OWNED, T0 + timedelta(seconds=second), None)
             closed_after.append(len(published.records))
         assert closed_after == [CLOSE_SLICE, 2 * CLOSE_SLICE, 3 * CLOSE_SLICE]
 
