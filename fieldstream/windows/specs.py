@@ -40,20 +40,17 @@ class WindowSpec:
     kind: str  # tumbling | hopping
     size_s: int
     step_s: int
-    # In µs, precomputed: read on every reading.
+    # Precomputed: read on every reading and every aggregate.
     size_us: int = field(init=False, repr=False, compare=False)
     step_us: int = field(init=False, repr=False, compare=False)
+    name: str = field(init=False, repr=False, compare=False)  # tumbling_1m, hopping_5m_1m: aggregates' `window`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_us", self.size_s * US_PER_S)
         object.__setattr__(self, "step_us", self.step_s * US_PER_S)
-
-    @property
-    def name(self) -> str:
-        """tumbling_1m, hopping_5m_1m: the `window` field of the aggregates."""
-        if self.kind == "tumbling":
-            return f"tumbling_{format_duration(self.size_s)}"
-        return f"hopping_{format_duration(self.size_s)}_{format_duration(self.step_s)}"
+        sizes = format_duration(self.size_s)
+        name = f"tumbling_{sizes}" if self.kind == "tumbling" else f"hopping_{sizes}_{format_duration(self.step_s)}"
+        object.__setattr__(self, "name", name)
 
     def starts_us(self, t_us: int) -> range:
         """Starts of every window [start, start + size) that holds event time `t_us`, oldest first."""
