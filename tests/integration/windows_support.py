@@ -362,6 +362,26 @@ def describe_duplicates(dups: dict[tuple, list[tuple[TopicMessage, dict[str, Any
     return "\n".join(lines)
 
 
+def outside_the_crash_gap(dups: dict[tuple, list[tuple[TopicMessage, dict[str, Any]]]], kill_at: float,
+                          gap_s: float) -> dict[tuple, list[tuple[TopicMessage, dict[str, Any]]]]:
+    """Duplicates the windows topic's at-least-once promise does not allow after one SIGKILL.
+
+    A final may be published again only if the kill fell between its publication and
+    the changelog write of the state that closed it: two copies, identical, the first
+    published at most `gap_s` before the kill, the second after it.
+    """
+    slack_s = 1.0  # kill_at is taken just before the signal is sent
+    bad = {}
+    for key, copies in dups.items():
+        first, *others = sorted(copies, key=lambda c: c[0].timestamp_ms)
+        first_s = first[0].timestamp_ms / 1000
+        if (len(copies) != 2 or any(rec != first[1] for _, rec in others)
+                or not kill_at - gap_s <= first_s <= kill_at + slack_s
+                or any(m.timestamp_ms / 1000 <= kill_at for m, _ in others)):
+            bad[key] = copies
+    return bad
+
+
 def tally(stream: Stream) -> Counter:
     """How messy the stream is: delivery kinds and reference outcomes."""
     c = Counter(d.kind for d in stream.deliveries)
