@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pyarrow.dataset as ds
 
 from fieldstream.devices import DeviceProducer
+from fieldstream.errors import SinkUnavailable
+from fieldstream.schemas.reading import Reading
+from fieldstream.sinks.timescale import TimescaleSink
 from fieldstream.stack.postgres import PostgresService
 
 from .conftest import pg_fetch
@@ -91,3 +96,60 @@ def test_postgres_down_for_30_seconds_loses_and_duplicates_nothing(scenario, wor
     assert "unavailable" in log and "retrying" in log  # it said what happened
     assert worker.stop() == 0
     assert lake_counts(scenario.tmp / "lake") == (n, n)
+
+
+def test_postgres_shutting_down_under_writes_is_only_ever_sink_unavailable(stack_settings):
+    """Every error PostgreSQL's shutdown gives a writer with pooled connections is a pause.
+
+    Connections the server terminates while idle in the pool fail their next query in
+    asyncpg-specific ways (InternalClientError, ConnectionResetError, ...): any of them
+    escaping as "unexpected" would stop the worker.
+    """
+    settings = stack_settings
+    prefix = f"pgdown-{int(time.time() * 1000)}"
+    postgres = PostgresService(settings.stack, password=settings.pg.password.get_secret_value())
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+
+    def batch(seq: int) -> list[Reading]:
+        return [Reading(f"{prefix}-{d}", "tank_probe", t0 + timedelta(seconds=seq), seq, {"ph": 7.0})
+                for d in range(5)]
+
+    async def writing_through_a_shutdown() -> tuple[Counter, list[int], bool]:
+        # Several pooled connections, so some sit idle when the server terminates them.
+        sink = TimescaleSink(settings.pg.model_copy(update={"pool_min": 3}))
+        await sink.start()
+        pauses: Counter = Counter()
+        landed: list[int] = []
+        stopping = asyncio.create_task(asyncio.to_thread(postgres.down))
+        try:
+            seq = 0
+            while not stopping.done() or not pauses:
+                seq += 1
+                try:
+                    await sink.write(batch(seq))
+                    landed.append(seq)
+                except SinkUnavailable as e:
+                    pauses[str(e).split(":")[1].strip()] += 1
+                await asyncio.sleep(0.01)
+            await stopping
+        finally:
+            await asyncio.to_thread(postgres.up)
+        seq += 1
+        back = False
+        for _ in range(100):  # the same sink writes again once its pool reconnects
+            try:
+                await sink.write(batch(seq))
+                landed.append(seq)
+                back = True
+                break
+            except SinkUnavailable:
+                await asyncio.sleep(0.2)
+        await sink.close()
+        return pauses, landed, back
+
+    pauses, landed, back = asyncio.run(writing_through_a_shutdown())
+    assert pauses, "no write met the shutdown"
+    assert back, f"no write succeeded after PostgreSQL came back: {pauses}"
+    stored = pg_fetch(settings, "SELECT count(*) AS n FROM readings WHERE device_id LIKE $1 AND seq = ANY($2::bigint[])",
+                      prefix + "-%", landed)[0]["n"]
+    assert stored == 5 * len(landed), (stored, len(landed), pauses)
