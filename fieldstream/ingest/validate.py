@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from datetime import datetime, timedelta
 
 from fieldstream.config.validation import ValidationSettings
@@ -61,7 +61,16 @@ class Validator:
 
 
 class RecentSeqs:
-    """Remembers the last `size` sequence numbers of each device to drop duplicates.
+    """Remembers the `size` highest sequence numbers of each device to drop duplicates.
+
+    A device's seqs mostly rise by one, so they are kept as runs of consecutive
+    numbers in one flat `array('q')` per device: [count, lo0, hi0, lo1, hi1, ...],
+    runs sorted, `count` the seqs they cover. 256 remembered seqs are then a run or
+    two (~100 bytes) instead of 256 ints in a deque and a set (~20 KB a device,
+    200 MB for 10,000 devices). Only seqs actually seen are ever in a run, so a
+    reading is never wrongly dropped; what falls below the remembered ones (a very
+    old replay, a device that restarted its counter) passes, and the idempotent
+    sinks absorb it.
 
     Kept per Kafka partition (a device's readings all land in one), so a worker
     that loses a partition forgets its devices: if the partition comes back, the
@@ -72,25 +81,55 @@ class RecentSeqs:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._seen: dict[tuple[str, int], dict[str, tuple[deque[int], set[int]]]] = {}
+        self._seen: dict[tuple[str, int], dict[str, array]] = {}
 
     def is_duplicate(self, device_id: str, seq: int, partition: tuple[str, int] = ("", 0)) -> bool:
         """True if (device_id, seq) was seen recently; otherwise remember it."""
         devices = self._seen.get(partition)
         if devices is None:
             devices = self._seen[partition] = {}
-        entry = devices.get(device_id)
-        if entry is None:
-            entry = devices[device_id] = (deque(), set())
-        order, members = entry
-        if seq in members:
+        runs = devices.get(device_id)
+        if runs is None:
+            devices[device_id] = array("q", (1, seq, seq))
+            return False
+        last = runs[-1]
+        if seq == last + 1:  # the usual case: the next seq in order
+            runs[-1] = seq
+        elif seq > last:
+            runs.extend((seq, seq))
+        elif not _insert(runs, seq):
             return True
-        order.append(seq)
-        members.add(seq)
-        if len(order) > self.size:
-            members.discard(order.popleft())
+        runs[0] += 1
+        if runs[0] > self.size:  # forget the lowest seq
+            runs[0] -= 1
+            if runs[1] == runs[2]:
+                del runs[1:3]
+            else:
+                runs[1] += 1
         return False
 
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         for tp in partitions:
             self._seen.pop(tp, None)
+
+
+def _insert(runs: array, seq: int) -> bool:
+    """Add `seq` (lower than the newest) to the runs; False if it is already there."""
+    i = len(runs) - 2  # runs are (lo, hi) pairs from index 1; walk down from the newest
+    while i >= 1 and runs[i] > seq:
+        i -= 2
+    if i >= 1 and seq <= runs[i + 1]:
+        return False
+    # seq lies after run i (if any) and before run i + 2: join either or both, or start a run.
+    joins_low = i >= 1 and runs[i + 1] + 1 == seq
+    joins_high = runs[i + 2] - 1 == seq
+    if joins_low and joins_high:
+        runs[i + 1] = runs[i + 3]
+        del runs[i + 2:i + 4]
+    elif joins_low:
+        runs[i + 1] = seq
+    elif joins_high:
+        runs[i + 2] = seq
+    else:
+        runs[i + 2:i + 2] = array("q", (seq, seq))
+    return True

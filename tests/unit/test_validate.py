@@ -1,3 +1,4 @@
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,7 +62,31 @@ def test_recent_seqs_drop_duplicates_and_forget_old_ones():
     assert not seen.is_duplicate("b", 1)  # per device
     for seq in (2, 3, 4):
         assert not seen.is_duplicate("a", seq)
-    assert not seen.is_duplicate("a", 1)  # pushed out of the window of 3
+    assert not seen.is_duplicate("a", 1)  # below the 3 highest: forgotten
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_recent_seqs_remember_exactly_the_highest_seqs_seen(seed):
+    """Against a plain set: out of order, gaps, replays, µs-sized steps, a counter restart."""
+    rng = random.Random(seed)
+    size = rng.choice([1, 2, 5, 16, 256])
+    seen, model = RecentSeqs(size), set()
+    seq = rng.randrange(10**12)
+    for _ in range(3000):
+        roll = rng.random()
+        if roll < 0.6:
+            seq += 1
+            candidate = seq
+        elif roll < 0.7:
+            seq += rng.randrange(2, 10**6)  # a gap, or seqs derived from event time
+            candidate = seq
+        elif roll < 0.98:
+            candidate = seq - rng.randrange(0, 3 * size + 3)  # a replay or a late reading
+        else:
+            seq = candidate = rng.randrange(100)  # the device restarted its counter
+        assert seen.is_duplicate("d", candidate) == (candidate in model), (seed, candidate)
+        model.add(candidate)
+        model = set(sorted(model)[-size:])
 
 
 def test_recent_seqs_forget_a_lost_partition_so_its_replay_is_processed_again():
