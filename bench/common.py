@@ -213,6 +213,19 @@ def delete_topics(names: list[str], timeout_s: float = 30) -> None:
             print(f"could not delete topic {name}: {e}", file=sys.stderr)
 
 
+def delete_topics_starting(*prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of `prefixes` (a run's outputs and changelogs)."""
+    from confluent_kafka.admin import AdminClient
+
+    from fieldstream.config import load_settings
+
+    admin = AdminClient(load_settings().kafka.confluent_config())
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
+    if names:
+        delete_topics(names)
+    return names
+
+
 def delete_consumer_groups(groups: list[str], timeout_s: float = 30, quiet: bool = False) -> list[str]:
     """Delete consumer groups; returns those that could not be deleted (a group whose member exited
     without leaving stays non-empty until its session times out). Unknown groups count as deleted."""

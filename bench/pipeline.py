@@ -40,7 +40,9 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_section, machine_summary, markdown_table  # noqa: E402
+from common import (  # noqa: E402
+    append_section, delete_consumer_groups, delete_topics_starting, machine_summary, markdown_table,
+)
 from preload import preload, reading  # noqa: E402
 
 from fieldstream.config import load_settings  # noqa: E402
@@ -146,7 +148,8 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    workers = Workers(k, worker_env(topic, database, lake, f"bench-{database}", extra_env), workdir)
+    app_id = f"bench-{database}"
+    workers = Workers(k, worker_env(topic, database, lake, app_id, extra_env), workdir)
     try:
         marks: dict[float, float] = {}
         t0 = time.monotonic()
@@ -169,7 +172,7 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
         return RunResult(label, k, n, seconds, 0.8 * n / seconds, cpu / n * 1e6, rss)
     finally:
         workers.stop()
-        asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        forget_run(settings, database, app_id, topic)
 
 
 def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path,
@@ -179,8 +182,8 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
     database = f"bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
-    workers = Workers(1, worker_env(topic, database, lake, f"bench-{database}", extra_env), workdir,
-                      base_port=17200)
+    app_id = f"bench-{database}"
+    workers = Workers(1, worker_env(topic, database, lake, app_id, extra_env), workdir, base_port=17200)
     stop = threading.Event()
 
     def offer() -> None:
@@ -223,7 +226,16 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
         return asyncio.run(percentiles())
     finally:
         workers.stop()
-        asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        forget_run(settings, database, app_id, topic)
+        delete_topics_starting(topic)
+
+
+def forget_run(settings, database: str, app_id: str, topic: str) -> None:
+    """Drop a leg's database, its output topics and changelogs, and its consumer group:
+    a run of 2,000,000 readings leaves gigabytes in the local broker otherwise."""
+    asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    delete_topics_starting(f"{topic}.", f"{app_id}-")
+    delete_consumer_groups([app_id], quiet=True)
 
 
 async def print_timeline(conn: asyncpg.Connection, step_s: int = 2) -> None:
@@ -269,14 +281,17 @@ def main() -> None:
 
     variants = args.variant or [""]
     results: dict[str, list[RunResult]] = {v: [] for v in variants}
-    for k in (int(x) for x in args.workers.split(",") if x):
-        for variant in variants:
-            label = f"{k} worker{'s' if k > 1 else ''}, {args.per_message} reading(s)/message" + \
-                    (f", {variant}" if variant else "")
-            print(f"running: {label}")
-            results[variant].append(run_pipeline(settings, topic, args.readings, k, label, workdir,
-                                                 args.timeout_s, settings_of(variant)))
-            print(f"  {results[variant][-1].rate:,.0f} readings/s")
+    try:
+        for k in (int(x) for x in args.workers.split(",") if x):
+            for variant in variants:
+                label = f"{k} worker{'s' if k > 1 else ''}, {args.per_message} reading(s)/message" + \
+                        (f", {variant}" if variant else "")
+                print(f"running: {label}")
+                results[variant].append(run_pipeline(settings, topic, args.readings, k, label, workdir,
+                                                     args.timeout_s, settings_of(variant)))
+                print(f"  {results[variant][-1].rate:,.0f} readings/s")
+    finally:
+        delete_topics_starting(topic)
     rows = [[r.label, f"{r.rate:,.0f}", f"{r.cpu_ms_per_1000:,.0f}", f"{r.peak_rss_mb:,.0f}"]
             for k_results in zip(*results.values()) for r in k_results]
     table = markdown_table(["run", "readings/s", "CPU ms / 1000 readings", "peak RSS MB / worker"], rows) \

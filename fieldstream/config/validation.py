@@ -21,7 +21,7 @@ class ValidationSettings(Section):
     max_age_s: float = Field(365 * 86400.0, gt=0, description="How old an event time may be")
     max_value_bytes: int = Field(65536, gt=5, description="Larger records are dead-lettered unread")
     max_metrics: int = Field(64, ge=1, description="Most metrics one reading may carry")
-    dedup_window: int = Field(256, ge=1, description="Recent seq numbers remembered per device")
+    dedup_window: int = Field(256, ge=1, description="Highest seq numbers remembered per device to drop duplicates")
     ranges: dict[str, dict[str, tuple[float, float]]] = Field(
         default_factory=lambda: DEFAULT_RANGES,
         description="Per device type: metric → [min, max]; JSON in the environment",
