@@ -52,7 +52,8 @@ def measure(pattern: str, devices: int, readings: int, window: int) -> tuple[flo
         for r in range(rounds):
             for d, device_id in enumerate(ids):
                 if r < len(per_device[d]):
-                    seen.is_duplicate(device_id, per_device[d][r], ("readings", d % PARTITIONS))
+                    seq = per_device[d][r] + 0  # a fresh int object, as decoding makes for each reading
+                    seen.is_duplicate(device_id, seq, ("readings", d % PARTITIONS))
                     checks += 1
         return checks
 
