@@ -84,6 +84,7 @@ class AckGate:
         self._last_batch_at = time.monotonic()
         self._seen: dict[TP, tuple[float, int]] = {}  # when a record of the partition last arrived, batch number
         self._behind_since: dict[TP, float] = {}  # when quiet() first saw records of it not yet arrived
+        self._held_back_at = float("-inf")  # when Faust last held fetched records back from the stream
 
     @property
     def holes(self) -> dict[TP, int]:
@@ -102,7 +103,9 @@ class AckGate:
             # Thousands of records queue in Faust between the consumer and the agent, and a
             # partition can go unseen for many batches: its position proves nothing then.
             return {}
-        idle = now - self._last_batch_at > REWIND_PATIENCE_S
+        # Silence only counts while Faust lets records through (see faust_holds_records_back).
+        flowing_since = self._held_back_at
+        idle = now - max(self._last_batch_at, flowing_since) > REWIND_PATIENCE_S
         found: dict[TP, int] = {}
         for tp, expected in self._expected.items():
             if tp in self._rewinds or tp in self._unconfirmed:
@@ -114,10 +117,14 @@ class AckGate:
             # (counting from the assignment would flag the first records of an idle partition).
             behind_since = self._behind_since.setdefault(tp, now)
             seen_at, batch = self._seen.get(tp, (now, self._batches))
-            if now - max(seen_at, behind_since) > REWIND_PATIENCE_S \
+            if now - max(seen_at, behind_since, flowing_since) > REWIND_PATIENCE_S \
                     and (idle or self._batches - batch >= QUIET_BATCHES):
                 found[tp] = expected
         return found
+
+    def held_back(self, now: float | None = None) -> None:
+        """Faust is holding fetched records back (flushing its producer): none is silent meanwhile."""
+        self._held_back_at = time.monotonic() if now is None else now
 
     def processed(self, now: float | None = None) -> None:
         """The agent finished a batch: idleness counts from here (a batch can take seconds)."""

@@ -341,3 +341,15 @@ def test_a_long_batch_does_not_count_as_idleness():
     g.processed(start + 2 * REWIND_PATIENCE_S)
     assert g.quiet(start + 2 * REWIND_PATIENCE_S + 1) == {}
     assert g.quiet(start + 3 * REWIND_PATIENCE_S + 2) == {P0: 5}  # then idle for real
+
+
+def test_silence_while_faust_holds_records_back_does_not_count():
+    g = gate(highwater=1000)
+    take(g, events(P0, range(5)))
+    start = time.monotonic()
+    for second in range(1, 25):  # a commit flushing the producer: nothing reaches the stream
+        g.held_back(start + second)
+        assert g.quiet(start + second) == {}
+    resumed = start + 24
+    assert g.quiet(resumed + REWIND_PATIENCE_S - 0.5) == {}  # records are on their way again
+    assert g.quiet(resumed + REWIND_PATIENCE_S + 1) == {P0: 5}  # still nothing since: ask the consumer
