@@ -36,7 +36,9 @@ delivered, nothing ever committed), no record comes. So a partition that has
 records we have not seen (highwater past the next expected offset) and has shown
 nothing while the agent took several batches or sat idle is `quiet`: the agent
 asks the consumer where it is, and seeks back if its position is past what
-reached the stream.
+reached the stream. Silence does not count while Faust itself holds fetched
+records back (a commit flushing its producer buffer, or that buffer over its
+limit): those records are late, not lost.
 
 A partition newly ours starts at its committed offset, not at the consumer's
 position: records fetched and then dropped during the rebalance have already
