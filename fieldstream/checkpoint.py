@@ -13,11 +13,31 @@ import asyncio
 import pickle
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from fieldstream.partitioning import partition_for
+from fieldstream.partitioning import device_partition
 
 S = TypeVar("S")
+
+
+@runtime_checkable
+class Durable(Protocol):
+    """A store whose writes become durable later (the worker's changelog tables, streams/tables.py).
+
+    A plain mapping (tests) is durable as soon as it is written.
+    """
+
+    def mark(self) -> Any:
+        """A token for every write so far."""
+
+    def reached(self, mark: Any) -> bool:
+        """Every write before `mark` is settled."""
+
+    def take_failed(self) -> set[str]:
+        """Keys whose writes the store lost since last asked: to write again."""
+
+    async def flush(self) -> None:
+        """Wait for every write so far."""
 
 
 class CheckpointedStates(Generic[S]):
@@ -28,7 +48,8 @@ class CheckpointedStates(Generic[S]):
     10,000 devices do not stall the stream for the half second their pickling takes.
     A state of the snapshot that is about to change before its slice comes is written
     first (`get`), so the store holds each state as of the snapshot, and the snapshot's
-    offsets are released (`pending_low_offsets`) once all of it is written. A crash in
+    offsets are released (`pending_low_offsets`) once all of it is written and durable
+    (a `Durable` store: its changelog messages are acknowledged). A crash in
     the middle leaves some states newer than the committed offsets (as `write_now`
     does): the replay brings them readings they already hold, which both stages
     recognise (windows by seq, detectors by source position).
@@ -42,11 +63,13 @@ class CheckpointedStates(Generic[S]):
         # Ticks (about a second apart) a snapshot is spread over: half the interval.
         self.steps = steps or max(1, round(every_s / 2))
         self._cache: dict[str, S] = {}
-        self._partition: dict[str, int] = {}
         self._dirty: set[str] = set()  # changed since the snapshot being written began
         self._pending: dict[tuple[str, int], int] = {}  # their lowest source offsets
         self._writing: set[str] = set()  # the snapshot: changed before it began, not yet written
-        self._writing_pending: dict[tuple[str, int], int] = {}  # released when _writing is empty
+        self._writing_pending: dict[tuple[str, int], int] = {}  # sealed when _writing is empty
+        # Written snapshots waiting to be durable: (the store's mark, their offsets), oldest first.
+        self._sealed: list[tuple[Any, dict[tuple[str, int], int]]] = []
+        self._durable = store if isinstance(store, Durable) else None
         self._slice = 0
         self._last = time.monotonic()
         self._paused = False
@@ -59,10 +82,7 @@ class CheckpointedStates(Generic[S]):
         self._paused = False
 
     def partition_of(self, device_id: str) -> int:
-        p = self._partition.get(device_id)
-        if p is None:
-            p = self._partition[device_id] = partition_for(device_id.encode(), self.partitions)
-        return p
+        return device_partition(device_id, self.partitions)
 
     def get(self, device_id: str, create: Callable[[], S], will_change: bool = True) -> S:
         """The device's state, to change (then call `changed`) or, with will_change=False, to look at.
@@ -116,19 +136,27 @@ class CheckpointedStates(Generic[S]):
         for _ in range(n):
             self._write(self._writing.pop())
         if not self._writing:
+            self._seal(self._writing_pending)
             self._writing_pending = {}
             self._last = time.monotonic()
         return n
 
     def checkpoint(self) -> int:
-        """Write every changed state now (a clean stop, a test); release every held offset."""
+        """Write every changed state now (a clean stop, a test); every held offset is released
+        once these writes are durable (`flush`)."""
         todo = self._writing | self._dirty
         for device_id in todo:
             self._write(device_id)
+        self._seal(lowest(self._writing_pending, self._pending))
         self._writing, self._dirty = set(), set()
         self._writing_pending, self._pending = {}, {}
         self._last = time.monotonic()
         return len(todo)
+
+    async def flush(self) -> None:
+        """Wait until every write so far is durable."""
+        if self._durable is not None:
+            await self._durable.flush()
 
     def write_now(self, device_ids: Iterable[str]) -> None:
         """Checkpoint these states at once: they just published something (closed windows,
@@ -138,10 +166,30 @@ class CheckpointedStates(Generic[S]):
             self._writing.discard(device_id)  # what was written holds the snapshot's changes too
 
     def pending_low_offsets(self) -> dict[tuple[str, int], int]:
-        low = dict(self._writing_pending)
-        for tp, offset in self._pending.items():
-            low[tp] = min(low.get(tp, offset), offset)
-        return low
+        self._settle()
+        return lowest(self._writing_pending, self._pending, *(offsets for _, offsets in self._sealed))
+
+    def _seal(self, offsets: dict[tuple[str, int], int]) -> None:
+        if self._durable is not None:
+            self._sealed.append((self._durable.mark(), offsets))
+
+    def _settle(self) -> None:
+        """Release sealed snapshots now durable. A lost write puts its device in the next
+        checkpoint, and every offset held so far waits for that one: the lost write may
+        belong to any snapshot not yet released."""
+        durable = self._durable
+        if durable is None:
+            return
+        done = 0
+        while done < len(self._sealed) and durable.reached(self._sealed[done][0]):
+            done += 1
+        lost = durable.take_failed()  # after `reached`: the failures among what it found settled
+        if lost:
+            self._dirty |= lost
+            self._pending = lowest(self._pending, self._writing_pending, *(offsets for _, offsets in self._sealed))
+            self._writing_pending, self._sealed = {}, []
+        else:
+            del self._sealed[:done]
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint."""
@@ -154,6 +202,8 @@ class CheckpointedStates(Generic[S]):
         for tp in partitions:
             self._pending.pop(tp, None)
             self._writing_pending.pop(tp, None)
+            for _, offsets in self._sealed:
+                offsets.pop(tp, None)
 
     def _begin(self) -> None:
         self._writing, self._dirty = self._dirty, set()
@@ -164,6 +214,16 @@ class CheckpointedStates(Generic[S]):
         state = self._cache.get(device_id)
         if state is not None:
             self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def lowest(*held: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """The lowest offset per partition over several {partition: offset} maps."""
+    low: dict[tuple[str, int], int] = {}
+    for offsets in held:
+        for tp, offset in offsets.items():
+            if offset < low.get(tp, offset + 1):
+                low[tp] = offset
+    return low
 
 
 Retry = Callable[..., Awaitable[Any]]
@@ -197,6 +257,7 @@ class DeviceStateStage(Generic[S]):
     async def close(self) -> None:
         async with self.busy:
             self.states.checkpoint()  # a clean stop hands over current state
+            await self.states.flush()
         for part in self.outputs:
             await part.close()
 

@@ -29,6 +29,7 @@ END_TO_END_SECONDS = Histogram(
     "fieldstream_end_to_end_latency_seconds", "Reading event time to durable in the sinks",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
 )
+STATE_WRITES = Counter("fieldstream_state_writes_total", "Per-device states sent to their changelog", ["table"])
 REBALANCES = Counter("fieldstream_rebalances_total", "Consumer group rebalances seen by this worker")
 ASSIGNED_PARTITIONS = Gauge("fieldstream_assigned_partitions", "Partitions of the readings topic held")
 DETECTOR_SECONDS = Counter("fieldstream_detector_seconds_total", "CPU time spent in detectors", ["detector"])

@@ -30,6 +30,3 @@ class WorkerSettings(Section):
         100, ge=1, le=30_000,
         description="Longest the broker holds a fetch that found no new records (Faust: 1500)",
     )
-    producer_buffer_max: int = Field(
-        20_000, ge=1, description="Changelog messages queued before the stream waits for them (Faust: 100)"
-    )

@@ -77,15 +77,13 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         logging_config=worker_logging_config(w.json_logs),
     )
-    # Checkpoints set thousands of table keys at once; Faust stops the stream whenever more
-    # than this many changelog messages wait (its commits flush them all first either way).
-    app.producer.buffer.max_messages = w.producer_buffer_max
     app.fetch_max_wait_ms = w.fetch_max_wait_ms
     return app
 
 
 def build_app(settings: Settings | None = None) -> faust.App:
     """The app with every agent, timer, table and web view attached."""
+    from fieldstream.streams.changelog import ChangelogWriter
     from fieldstream.streams.detection import attach_detection
     from fieldstream.streams.flow import FlowTracker
     from fieldstream.streams.ingest import attach_ingest, build_pipeline
@@ -96,7 +94,9 @@ def build_app(settings: Settings | None = None) -> faust.App:
     app = create_app(settings)
     pipeline = build_pipeline(settings)
     flow = FlowTracker(settings.topics.readings, settings.worker.batch_max)
-    stages = [attach_windows(app, settings, pipeline, flow), attach_detection(app, settings, pipeline, flow)]
+    changelog = ChangelogWriter(settings.kafka)
+    stages = [attach_windows(app, settings, pipeline, flow, changelog),
+              attach_detection(app, settings, pipeline, flow, changelog)]
     attach_ingest(app, settings, pipeline, stages, flow)
     attach_web(app, lambda: {
         "partitions_assigned": flow.has_assignment,

@@ -13,6 +13,7 @@ from fieldstream.ingest.pipeline import Pipeline
 from fieldstream.schemas.files import ALERT_V1
 from fieldstream.sinks.alerts_pg import AlertTableSink
 from fieldstream.sinks.topic import AvroPublisher
+from fieldstream.streams.changelog import ChangelogWriter
 from fieldstream.streams.flow import FlowTracker
 from fieldstream.streams.tables import device_state_table
 
@@ -20,9 +21,10 @@ from fieldstream.streams.tables import device_state_table
 STEADY_FOR = timedelta(seconds=30)
 
 
-def attach_detection(app: faust.App, settings: Settings, pipeline: Pipeline, flow: FlowTracker) -> DetectionStage:
+def attach_detection(app: faust.App, settings: Settings, pipeline: Pipeline, flow: FlowTracker,
+                     changelog: ChangelogWriter) -> DetectionStage:
     partitions = settings.topics.partitions
-    table = device_state_table(app, "detector-state", partitions,
+    table = device_state_table(app, "detector-state", partitions, changelog,
                                "Per-device detector state (baselines, open alerts, last seen), pickled")
     sim_prefix = settings.sim.id_prefix
 

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Iterator
 
 import faust
 
-log = logging.getLogger(__name__)
+from fieldstream import metrics
+from fieldstream.partitioning import device_partition
+from fieldstream.streams.changelog import ChangelogWriter, Mark
 
 
-class BytesTable:
-    """The Faust table seen as str → pickled bytes (keys and values travel raw)."""
+class ChangelogTable:
+    """A Faust table seen as str → pickled bytes, whose changelog we write ourselves.
 
-    def __init__(self, table: faust.Table) -> None:
+    Reads and writes go to the table's local store; each write is also sent to the
+    table's changelog topic by the worker's ChangelogWriter (see streams/changelog.py),
+    on the partition of the device's readings, where Faust's recovery finds it.
+    """
+
+    def __init__(self, table: faust.Table, writer: ChangelogWriter, partitions: int) -> None:
         self.table = table
+        self.writer = writer
+        self.partitions = partitions
+        self.topic = table.changelog_topic.get_topic_name()
+        self._writes = metrics.STATE_WRITES.labels(table.name)
 
     def get(self, key: str, default: bytes | None = None) -> bytes | None:
-        value = self.table.get(key.encode())
+        value = self.table.data.get(key.encode())
         return default if value is None else value
 
     def __getitem__(self, key: str) -> bytes:
@@ -27,42 +37,40 @@ class BytesTable:
         return value
 
     def __setitem__(self, key: str, value: bytes) -> None:
-        self.table[key.encode()] = value
+        k = key.encode()
+        self.table.data[k] = value
+        self.writer.send(self.topic, device_partition(key, self.partitions), k, value)
+        self._writes.inc()
 
     def __delitem__(self, key: str) -> None:
-        self.table.pop(key.encode(), None)
+        k = key.encode()
+        self.table.data.pop(k, None)
+        self.writer.send(self.topic, device_partition(key, self.partitions), k, None)  # a tombstone
 
-    def __iter__(self):  # noqa: ANN204
-        return iter(list(self.table.keys()))
+    def __iter__(self) -> Iterator[str]:
+        return iter([k.decode() for k in list(self.table.data.keys())])
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.table.data)
+
+    # What CheckpointedStates needs to know when its writes are durable (checkpoint.Durable).
+    def mark(self) -> Mark:
+        return self.writer.mark()
+
+    def reached(self, mark: Mark) -> bool:
+        return self.writer.reached(mark)
+
+    def take_failed(self) -> set[str]:
+        return {k.decode() for k in self.writer.take_failed(self.topic)}
+
+    async def flush(self) -> None:
+        await self.writer.flush()
 
 
-def device_state_table(app: faust.App, name: str, partitions: int, help: str) -> BytesTable:  # noqa: A002
-    """Co-partitioned with the readings topic: devices produce with the Java-compatible murmur2
-    partitioner, which Faust's producer also uses for the changelog (`use_partitioner=True`),
-    so a device's state lives on its readings' partition number and moves with it."""
+def device_state_table(app: faust.App, name: str, partitions: int, writer: ChangelogWriter,
+                       help: str) -> ChangelogTable:  # noqa: A002
+    """Co-partitioned with the readings topic: a device's state lives on its readings' partition
+    number (Java-compatible murmur2, as devices produce) and moves with it on a rebalance."""
     table = app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes,
-                      use_partitioner=True, help=help)
-    return BytesTable(table)
-
-
-async def await_changelog_metadata(app: faust.App, timeout_s: float = 60.0) -> None:
-    """Keep every table's changelog topic in the producer's metadata before the first table write.
-
-    Faust picks a changelog partition synchronously from the producer's cached topic
-    metadata (`key_partition`). On a fresh broker the changelog topics Faust has just
-    created may not be in that cache, and a table write fails ("'NoneType' object is not
-    iterable" in aiokafka's partitioner), stopping the worker. Being in the cache once is
-    not enough either: aiokafka refreshes metadata for the topics it tracks only, so a
-    topic seen in an all-topics answer drops out at the next refresh. `add_topic` makes
-    the producer's client track it; `partitions_for` waits until it is there (or raises).
-    (Faust exposes its aiokafka producer only through `_ensure_producer`.)
-    """
-    producer = app.producer._ensure_producer()
-    for table in app.tables.values():
-        topic = table.changelog_topic.get_topic_name()
-        await asyncio.wait_for(producer.client.add_topic(topic), timeout_s)
-        await asyncio.wait_for(producer.partitions_for(topic), timeout_s)
-        log.info("tables: changelog topic %s tracked by the producer", topic)
+                      help=help)
+    return ChangelogTable(table, writer, partitions)

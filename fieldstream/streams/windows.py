@@ -11,16 +11,18 @@ from fieldstream.ingest.pipeline import Pipeline
 from fieldstream.schemas.files import WINDOW_V1
 from fieldstream.sinks.topic import AvroPublisher, TopicPublisher
 from fieldstream.sinks.windows_pg import WindowTableSink
+from fieldstream.streams.changelog import ChangelogWriter
 from fieldstream.streams.flow import FlowTracker
 from fieldstream.streams.tables import device_state_table
 from fieldstream.windows.engine import WindowEngine
 from fieldstream.windows.stage import WindowStage
 
 
-def attach_windows(app: faust.App, settings: Settings, pipeline: Pipeline, flow: FlowTracker) -> WindowStage:
+def attach_windows(app: faust.App, settings: Settings, pipeline: Pipeline, flow: FlowTracker,
+                   changelog: ChangelogWriter) -> WindowStage:
     engine = WindowEngine.from_settings(settings.window)
     partitions = settings.topics.partitions
-    table = device_state_table(app, "window-state", partitions,
+    table = device_state_table(app, "window-state", partitions, changelog,
                                "Open event-time windows per device (panes, counted seqs, watermark), pickled")
     stage = WindowStage(
         engine,

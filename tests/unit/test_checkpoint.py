@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 
 from fieldstream.checkpoint import CheckpointedStates
@@ -91,4 +92,79 @@ def test_a_full_checkpoint_writes_the_snapshot_under_way_and_the_changes_since()
     bump(s, "e", offset=9)
     assert s.checkpoint() == 4  # three left of the snapshot, and e
     assert set(store) == {"a", "b", "c", "d", "e"}
+    assert s.pending_low_offsets() == {}
+
+
+class SlowStore(dict):
+    """A store whose writes become durable only when the test says so (as changelog messages are
+    once the broker acknowledges them), and which can lose some."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.acked = 0
+        self.lost: set[str] = set()
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        super().__setitem__(key, value)
+        self.sent += 1
+
+    def mark(self) -> int:
+        return self.sent
+
+    def reached(self, mark: int) -> bool:
+        return self.acked >= mark
+
+    def take_failed(self) -> set[str]:
+        lost, self.lost = self.lost, set()
+        return lost
+
+    async def flush(self) -> None:
+        self.acked = self.sent
+
+
+def durable_states() -> tuple[CheckpointedStates[dict], SlowStore]:
+    store = SlowStore()
+    return CheckpointedStates(store, partitions=12, every_s=0.0, steps=1), store
+
+
+def test_a_written_checkpoint_holds_its_offsets_until_the_store_has_made_it_durable() -> None:
+    s, store = durable_states()
+    bump(s, "a", offset=10)
+    bump(s, "b", offset=11)
+    assert s.step() == 2
+    bump(s, "c", offset=12)  # the next checkpoint's
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}, "released before the broker took the writes"
+    store.acked = 1
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}, "released with one of its two writes in flight"
+    store.acked = 2
+    assert s.pending_low_offsets() == {(TOPIC, 0): 12}
+    assert s.step() == 1
+    assert s.pending_low_offsets() == {(TOPIC, 0): 12}
+    store.acked = 3
+    assert s.pending_low_offsets() == {}
+
+
+def test_a_lost_write_is_written_again_and_every_held_offset_waits_for_it() -> None:
+    s, store = durable_states()
+    bump(s, "a", offset=10)
+    assert s.step() == 1
+    bump(s, "b", offset=20)
+    assert s.step() == 1
+    store.acked = 2
+    store.lost = {"a"}  # the broker never took a's state
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}, "a lost write must not release what it covered"
+    assert s.step() == 1  # the next checkpoint writes a again
+    assert s.pending_low_offsets() == {(TOPIC, 0): 10}
+    store.acked = 3
+    assert s.pending_low_offsets() == {}
+    assert stored(store, "a") == {"n": 1}
+
+
+def test_a_clean_stop_releases_its_offsets_once_the_final_writes_are_durable() -> None:
+    s, store = durable_states()
+    bump(s, "a", offset=7, partition=3)
+    assert s.checkpoint() == 1
+    assert s.pending_low_offsets() == {(TOPIC, 3): 7}
+    asyncio.run(s.flush())
     assert s.pending_low_offsets() == {}
