@@ -22,6 +22,7 @@ from fieldstream.detectors.engine import DeviceEngine, HalfSpaceModels
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.alerts_pg import AlertTableSink
 from fieldstream.sinks.topic import AvroPublisher
+from fieldstream.turns import in_turns
 
 GeofenceLookup = Callable[[str, str], Any]
 
@@ -58,7 +59,7 @@ class DetectionStage(DeviceStateStage[DeviceEngine]):
         async with self.busy:
             events: list[AlertEvent] = []
             started = time.perf_counter()
-            for r in readings:
+            async for r in in_turns(readings):
                 engine = self.engine(r.device_id, r.device_type)
                 if not engine.first_time(r):
                     continue  # learned before a restart or a seek back: its alerts went out then

@@ -25,8 +25,12 @@ from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.base import BufferingSink, Sink
 from fieldstream.sinks.dlq import DeadLetterSink
 from fieldstream.sinks.quality_pg import DUPLICATE, QualityEvent, QualityTableSink
+from fieldstream.turns import in_turns
 
 log = logging.getLogger(__name__)
+
+# Records decoded between turns of the event loop: a record may hold 20 readings (a ReadingBatch).
+RECORDS_PER_TURN = 100
 
 Clock = Callable[[], datetime]
 
@@ -108,7 +112,7 @@ class Pipeline:
         """Decode and validate; nothing is written yet."""
         out = BatchOutcome()
         now = self.clock()
-        for rec in records:
+        async for rec in in_turns(records, RECORDS_PER_TURN):
             try:
                 readings = await self.decoder.decode(rec)
             except DecodeError as e:

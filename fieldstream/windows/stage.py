@@ -21,6 +21,7 @@ from fieldstream.checkpoint import DeviceStateStage, Retry, no_retry
 from fieldstream.schemas.reading import Reading
 from fieldstream.sinks.topic import AvroPublisher, TopicPublisher
 from fieldstream.sinks.windows_pg import WindowTableSink
+from fieldstream.turns import in_turns
 from fieldstream.windows.clock import to_us
 from fieldstream.windows.engine import LateMetric, WindowEngine
 from fieldstream.windows.state import DeviceWindows
@@ -66,7 +67,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             finals: list[dict[str, Any]] = []
             late: list[tuple[Reading, tuple[LateMetric, ...]]] = []
             scheduled = self._scheduled
-            for r in readings:
+            async for r in in_turns(readings):
                 result = self.engine.add(self.state(r.device_id, r.device_type), r, now)
                 if result.counted:
                     self.states.changed(r.device_id, r.topic, r.partition, r.offset)
