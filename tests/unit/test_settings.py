@@ -29,6 +29,7 @@ def test_every_variable_has_the_project_prefix():
         ("FIELDSTREAM_PG_PORT", "not-a-port"),
         ("FIELDSTREAM_TOPIC_PARTITIONS", "0"),
         ("FIELDSTREAM_REGISTRY_URL", "ftp://registry"),
+        ("FIELDSTREAM_WORKER_STORE", "rocksdb://"),
     ],
 )
 def test_an_invalid_value_names_its_setting(monkeypatch, variable, value):
