@@ -15,10 +15,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-READINGS_PER_TURN = 1000  # about a tenth of a second of a stage's work
+ITEMS_PER_TURN = 1000  # readings or aggregates: a few hundredths to a tenth of a second of work
 
 
-async def in_turns(items: Iterable[T], per_turn: int = READINGS_PER_TURN) -> AsyncIterator[T]:
+async def in_turns(items: Iterable[T], per_turn: int = ITEMS_PER_TURN) -> AsyncIterator[T]:
     """Yield `items`, giving the event loop a turn after every `per_turn` of them."""
     for i, item in enumerate(items, 1):
         yield item

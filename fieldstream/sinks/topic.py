@@ -22,6 +22,7 @@ from fieldstream.config.registry import RegistrySettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas import codec
 from fieldstream.schemas.files import parsed, schema_text, subject_for
+from fieldstream.turns import ITEMS_PER_TURN
 from fieldstream.windows.clock import to_us
 
 
@@ -139,5 +140,7 @@ class AvroPublisher(TopicPublisher):
         """Send and wait for acknowledgement; SinkUnavailable if the broker did not take them."""
         if self._schema is None:
             await self.start()
-        self.send(records)
+        for start in range(0, len(records), ITEMS_PER_TURN):  # a backlog batch closes ~40,000 windows
+            self.send(records[start:start + ITEMS_PER_TURN])
+            await asyncio.sleep(0)
         await self.flush()
