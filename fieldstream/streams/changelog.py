@@ -42,7 +42,6 @@ class ChangelogWriter:
         self._sent: dict[tuple[str, int], int] = defaultdict(int)
         self._settled: dict[tuple[str, int], int] = defaultdict(int)
         self._failed: dict[str, set[bytes]] = defaultdict(set)  # topic → keys to write again
-        self.failures = 0
 
     def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         while True:
@@ -58,7 +57,6 @@ class ChangelogWriter:
         topic, partition = msg.topic(), msg.partition()
         self._settled[(topic, partition)] += 1
         if err is not None:
-            self.failures += 1
             metrics.SINK_ERRORS.labels("changelog", "delivery").inc()
             self._failed[topic].add(msg.key())
             log.error("changelog: a state write to %s[%d] failed (%s); it is written again at the next "
