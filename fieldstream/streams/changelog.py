@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -35,13 +36,19 @@ class ChangelogWriter:
     """One idempotent producer for every state table of the worker."""
 
     def __init__(self, kafka: KafkaSettings, linger_ms: int = 20) -> None:
-        self._producer = Producer({
-            **kafka.confluent_config(), "enable.idempotence": True, "acks": "all",
-            "linger.ms": linger_ms, "compression.type": "zstd",
-        })
+        self._config = {**kafka.confluent_config(), "enable.idempotence": True, "acks": "all",
+                        "linger.ms": linger_ms, "compression.type": "zstd"}
+        self._producer_: Producer | None = None
         self._sent: dict[tuple[str, int], int] = defaultdict(int)
         self._settled: dict[tuple[str, int], int] = defaultdict(int)
         self._failed: dict[str, set[bytes]] = defaultdict(set)  # topic → keys to write again
+
+    @property
+    def _producer(self) -> Producer:
+        # Made at the first write: every CLI command builds the app, and most never start a worker.
+        if self._producer_ is None:
+            self._producer_ = Producer(self._config)
+        return self._producer_
 
     def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         while True:
@@ -67,7 +74,8 @@ class ChangelogWriter:
 
     def reached(self, mark: Mark) -> bool:
         """Every message sent before `mark` was taken is settled (delivered, or failed and reported)."""
-        self._producer.poll(0)
+        if self._producer_ is not None:
+            self._producer_.poll(0)
         settled = self._settled
         return all(settled[tp] >= n for tp, n in mark.items())
 
@@ -75,5 +83,15 @@ class ChangelogWriter:
         return self._failed.pop(topic, set())
 
     async def flush(self, timeout_s: float = 30.0) -> int:
-        """Wait for every message sent so far; returns how many are still undelivered."""
-        return await asyncio.to_thread(self._producer.flush, timeout_s)
+        """Wait for every message sent so far; returns how many are still undelivered.
+
+        Polled from the event loop rather than flushed in a thread, so delivery reports (and
+        the counts they update) are only ever served on the loop's thread.
+        """
+        if self._producer_ is None:
+            return 0
+        deadline = time.monotonic() + timeout_s
+        while len(self._producer) and time.monotonic() < deadline:
+            self._producer.poll(0)
+            await asyncio.sleep(0.01)
+        return len(self._producer)
