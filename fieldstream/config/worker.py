@@ -18,7 +18,9 @@ class WorkerSettings(Section):
     data_dir: Path = Field(Path(".stack/worker"), description="Faust table state")
     store: str = Field("memory://", description="Faust table store URL; only memory:// (state is restored "
                                                 "from the changelogs at start-up)")
-    batch_max: int = Field(2000, ge=1, description="Readings taken from the stream per batch")
+    batch_max: int = Field(
+        2000, ge=1, description="Kafka messages taken from the stream per batch (a ReadingBatch holds several readings)"
+    )
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch")
     json_logs: bool = Field(False, description="Log one JSON object per line")
     gc_young_threshold: int = Field(
