@@ -16,8 +16,13 @@ whose clock lags, would otherwise find every reading "late". For the same reason
 the caller passes `flowing_since` after a restart, a rebalance or a pause: time
 during which the stream was not being consumed is not silence.
 
-Every window is emitted exactly once, when it closes, with the readings counted
-before then, and only if it holds at least one value of the metric. A reading
+Every window is emitted exactly once, with the readings counted before it
+closed, and only if it holds at least one value of the metric. Emission may
+trail closing: `add(..., defer=True)` closes (no reading joins the window after
+that) but leaves the aggregates in the state until `emit_closed`, so a caller
+can spread the burst of a window boundary (every device closes at once) over
+the following seconds. The aggregates do not depend on when they are emitted,
+and the state carries the unemitted windows through a checkpoint and restart. A reading
 whose windows have all closed is LATE (not counted, reported per metric for the
 late-data topic); one that missed only some of them (a pane shared with a still
 open hopping window) is counted in the open ones and reported for the others
@@ -138,9 +143,10 @@ class WindowEngine:
 
     # -- adding readings -------------------------------------------------------------------
 
-    def add(self, state: DeviceWindows, reading: Reading, now: datetime) -> AddResult:
+    def add(self, state: DeviceWindows, reading: Reading, now: datetime, *, defer: bool = False) -> AddResult:
         """Count `reading` (arrived at processing time `now`) and close what its event time closes.
 
+        With `defer`, the closed windows are emitted later, by `emit_closed` (or `close_due`).
         Changes `state` only when the result is `counted`: store it back in the table then.
         """
         if reading.device_id != state.device_id:
@@ -158,8 +164,11 @@ class WindowEngine:
                 return AddResult(Outcome.DUPLICATE)
             return AddResult(Outcome.LATE, self._late(state, reading, self._windows(t)))
         missed = []
-        if self._earliest_end(t) <= closed_to:  # rare: some window holding t has been emitted
+        early: tuple[WindowRecord, ...] = ()
+        if self._earliest_end(t) <= closed_to:  # rare: some window holding t has closed
             missed = [w for w in self._windows(t) if w.end_us <= closed_to]
+            # Its pane is shared with those windows: emit them now, before it holds this reading.
+            early = self.emit_closed(state)
 
         if reading.device_type:
             state.device_type = reading.device_type
@@ -174,7 +183,11 @@ class WindowEngine:
                 self._learn_spacing(state, (t - state.watermark) / US_PER_S)
             state.watermark = t
             state.watermark_at = now_us
-            closed = self._close(state, t - self.grace_us)
+            if t - self.grace_us > closed_to:
+                state.closed_to = t - self.grace_us
+                if not defer:
+                    closed = self.emit_closed(state)
+        closed = early + closed
         if missed:
             return AddResult(Outcome.PARTLY_LATE, self._late(state, reading, missed), closed)
         return AddResult(Outcome.ACCEPTED, (), closed)
@@ -214,9 +227,13 @@ class WindowEngine:
             return []
         since = state.watermark_at if flowing_since is None else max(state.watermark_at, to_us(flowing_since))
         silence = to_us(now) - since
-        if silence <= 0:
-            return []
-        return list(self._close(state, state.watermark + silence - self.grace_us))
+        if silence > 0:
+            state.closed_to = max(state.closed_to, state.watermark + silence - self.grace_us)
+        return list(self.emit_closed(state))
+
+    def unemitted(self, state: DeviceWindows) -> bool:
+        """True when a closed window waits for `emit_closed` (after `add(..., defer=True)`)."""
+        return bool(state.panes) and self._next_boundary(state.emitted_to) <= state.closed_to
 
     def next_close(self, state: DeviceWindows) -> datetime | None:
         """When (processing time, if the device stays silent) close_due will next emit."""
@@ -235,12 +252,12 @@ class WindowEngine:
         """True when the device has nothing open and was silent for the TTL: drop its table entry."""
         return not state.panes and to_us(now) - state.watermark_at >= self.ttl_us
 
-    def _close(self, state: DeviceWindows, limit: int) -> tuple[WindowRecord, ...]:
-        """Emit every window ending in (closed_to, limit] that holds data; drop panes no window needs."""
-        old = state.closed_to
+    def emit_closed(self, state: DeviceWindows) -> tuple[WindowRecord, ...]:
+        """Emit every closed window not emitted yet that holds data; drop panes no window needs."""
+        old, limit = state.emitted_to, state.closed_to
         if limit <= old:
             return ()
-        state.closed_to = limit
+        state.emitted_to = limit
         if not state.panes or limit < self._next_boundary(old):
             return ()  # the usual case: no window of any spec ends in (old, limit]
         due: set[tuple[int, int, int]] = set()

@@ -2,9 +2,17 @@
 
 No Faust here. Per-device states live in CheckpointedStates (a Faust
 changelog-backed table in the worker, a dict in tests). Finals are published to the
-windows topic and upserted into PostgreSQL *before* the state that closed
+windows topic and upserted into PostgreSQL *before* the state that emitted
 them is checkpointed: a crash in between re-emits them (idempotent in
 PostgreSQL) rather than losing them.
+
+A batch closes windows but does not emit them: at a window boundary every device
+closes its windows within one reading interval, several aggregates per reading,
+and emitting them in the batch held every reading behind them (the latency spike
+at each minute). The timer emits them a slice at a time instead, within its time
+budget, and a batch emits those still waiting after EMIT_WITHIN_S itself, so a
+stream faster than the timer's budget cannot pile them up. Until emitted they are
+part of the device's state (engine.add with defer), checkpoint included.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from fieldstream.windows.state import DeviceWindows
 LATE_PREFIX = "fieldstream.late."
 CLOSE_SLICE = 250  # devices whose due windows one timer slice closes
 CLOSE_BUDGET_S = 0.2  # of each timer tick spent closing windows; the rest waits for the next tick
+EMIT_WITHIN_S = 20.0  # a closed window waits at most this long (processing time) to be emitted
 
 
 
@@ -52,9 +61,11 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         self.late = late
         # When each device next needs the timer (µs): a window to close or an idle state to drop.
         # Visiting every device every second cost more than the stream itself with 10,000 devices.
-        self._schedule: list[tuple[int, str]] = []
-        self._scheduled: set[str] = set()
+        self._schedule: list[tuple[int, str]] = []  # (when, device); entries not in _scheduled are stale
+        self._scheduled: dict[str, int] = {}  # device → when it is due
         self._schedule_for: frozenset[int] | None = None  # the partitions the schedule covers
+        # Devices with closed windows not yet emitted → when (time.monotonic()) the first one closed.
+        self._unemitted: dict[str, float] = {}
 
     def state(self, device_id: str, device_type: str = "", will_change: bool = True) -> DeviceWindows:
         return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type), will_change)
@@ -62,23 +73,49 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
     def checkpoint(self) -> int:
         return self.states.checkpoint()
 
+    def pause(self) -> None:
+        # Partitions may be leaving: their states go with them, unemitted windows included, and
+        # their next owner emits those. Devices that stay are found again by their next reading
+        # or by the timer.
+        self._unemitted.clear()
+        super().pause()
+
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
         async with self.busy:
             finals: list[dict[str, Any]] = []
             late: list[tuple[Reading, tuple[LateMetric, ...]]] = []
-            scheduled = self._scheduled
+            scheduled, unemitted, engine = self._scheduled, self._unemitted, self.engine
+            now_us, clock = to_us(now), time.monotonic()
             async for r in in_turns(readings):
-                result = self.engine.add(self.state(r.device_id, r.device_type), r, now)
+                state = self.state(r.device_id, r.device_type)
+                result = engine.add(state, r, now, defer=True)
                 if result.counted:
                     self.states.changed(r.device_id, r.topic, r.partition, r.offset)
+                    if r.device_id not in unemitted and engine.unemitted(state):
+                        unemitted[r.device_id] = clock
+                        self._plan(r.device_id, now_us)  # the timer emits it
                 finals.extend(result.closed)
                 if result.late:
                     late.append((r, result.late))
                 if r.device_id not in scheduled:
                     self._plan(r.device_id, 0)  # the next tick works out when it is due
+            finals.extend(self._emit_overdue(clock - EMIT_WITHIN_S))
             await self._emit(finals)
             if late:
                 await self._send_late(late)
+
+    def _emit_overdue(self, closed_before: float) -> list[dict[str, Any]]:
+        """The aggregates of devices whose closed windows have waited since before `closed_before`."""
+        finals: list[dict[str, Any]] = []
+        for device_id, since in list(self._unemitted.items()):  # oldest first
+            if since > closed_before:
+                break
+            del self._unemitted[device_id]
+            closed = self.engine.emit_closed(self.state(device_id))
+            if closed:
+                finals.extend(closed)
+                self.states.changed(device_id)
+        return finals
 
     async def tick(self, owned: set[int], now: datetime, flowing_since: datetime | None) -> None:
         """Timer: close windows silence has closed, drop expired states, checkpoint when due."""
@@ -87,7 +124,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                 # New assignment: every device of the owned partitions, also those only in the
                 # store (silent since a restart), is looked at on this tick.
                 self._schedule_for = frozenset(owned)
-                self._schedule, self._scheduled = [], set()
+                self._schedule, self._scheduled, self._unemitted = [], {}, {}
                 for device_id in self.states.devices(owned):
                     self._plan(device_id, 0)
             rebalances = self.rebalances
@@ -110,15 +147,19 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             self.states.step()
 
     def _plan(self, device_id: str, at_us: int) -> None:
-        heapq.heappush(self._schedule, (at_us, device_id))
-        self._scheduled.add(device_id)
+        """Due at `at_us`, or earlier if it already is."""
+        planned = self._scheduled.get(device_id)
+        if planned is None or at_us < planned:
+            self._scheduled[device_id] = at_us
+            heapq.heappush(self._schedule, (at_us, device_id))
 
     def _due(self, now_us: int, limit: int) -> list[str]:
         due: list[str] = []
         while self._schedule and self._schedule[0][0] <= now_us and len(due) < limit:
-            _, device_id = heapq.heappop(self._schedule)
-            self._scheduled.discard(device_id)
-            due.append(device_id)
+            at_us, device_id = heapq.heappop(self._schedule)
+            if self._scheduled.get(device_id) == at_us:  # else planned earlier since: stale
+                del self._scheduled[device_id]
+                due.append(device_id)
         return due
 
     async def close_due(self, device_ids: Iterable[str], now: datetime, flowing_since: datetime | None) -> int:
@@ -126,6 +167,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         expired: list[str] = []
         now_us = to_us(now)
         for device_id in device_ids:
+            self._unemitted.pop(device_id, None)
             state = self.state(device_id, will_change=False)  # only a higher frontier, or closed windows written now
             closed = self.engine.close_due(state, now, flowing_since=flowing_since)
             if closed:

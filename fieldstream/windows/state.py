@@ -14,7 +14,7 @@ from bisect import bisect_left, insort
 
 from fieldstream.windows.measures import Accumulator, Exact
 
-_FORMAT = 1  # bump when the pickled layout changes; old changelogs must still load
+_FORMAT = 2  # bump when the pickled layout changes; old changelogs must still load
 NO_TIME = -(1 << 62)  # "before anything": nothing closed yet
 
 
@@ -62,7 +62,7 @@ class DeviceWindows:
     """Open panes, watermark and bookkeeping of one device (times in µs since the epoch)."""
 
     __slots__ = ("device_id", "device_type", "metrics", "panes", "watermark", "watermark_at",
-                 "closed_to", "spacings", "counted")
+                 "closed_to", "emitted_to", "spacings", "counted")
 
     def __init__(self, device_id: str, device_type: str = "") -> None:
         self.device_id = device_id
@@ -71,20 +71,24 @@ class DeviceWindows:
         self.panes: dict[int, Pane] = {}  # pane index (start // pane length) → pane
         self.watermark: int | None = None  # newest event time counted
         self.watermark_at = NO_TIME  # processing time when the watermark last rose
-        self.closed_to = NO_TIME  # every window ending at or before this has been emitted
+        self.closed_to = NO_TIME  # every window ending at or before this is closed: no reading joins it
+        self.emitted_to = NO_TIME  # ... and emitted: its aggregates were handed out (<= closed_to)
         self.spacings = array("d")  # recent gaps (s) between consecutive newest readings
         self.counted = array("q")  # seq runs counted in panes that have closed (see seqs)
 
     def __getstate__(self) -> tuple:
         panes = tuple((key, pane.__getstate__()) for key, pane in self.panes.items())
         return (_FORMAT, self.device_id, self.device_type, tuple(self.metrics), self.watermark,
-                self.watermark_at, self.closed_to, self.spacings.tobytes(), self.counted.tobytes(), panes)
+                self.watermark_at, self.closed_to, self.spacings.tobytes(), self.counted.tobytes(), panes,
+                self.emitted_to)
 
     def __setstate__(self, state: tuple) -> None:
-        if state[0] != _FORMAT:
+        if state[0] == 1:  # before deferred emission: everything closed had been emitted
+            state = (*state, state[6])
+        elif state[0] != _FORMAT:
             raise ValueError(f"unknown DeviceWindows format {state[0]!r}")
         (_, self.device_id, self.device_type, metrics, self.watermark, self.watermark_at,
-         self.closed_to, spacings, counted, panes) = state
+         self.closed_to, spacings, counted, panes, self.emitted_to) = state
         # Interned so that thousands of devices share one copy of each metric name.
         self.metrics = [sys.intern(name) for name in metrics]
         self.device_type = sys.intern(self.device_type)
@@ -107,4 +111,4 @@ class DeviceWindows:
 
     def __repr__(self) -> str:
         return (f"DeviceWindows({self.device_id!r}, panes={sorted(self.panes)}, "
-                f"watermark={self.watermark}, closed_to={self.closed_to})")
+                f"watermark={self.watermark}, closed_to={self.closed_to}, emitted_to={self.emitted_to})")

@@ -161,3 +161,58 @@ def test_a_tick_closes_only_its_time_budget_and_leaves_the_rest_due_for_the_next
         assert closed_after == [CLOSE_SLICE, 2 * CLOSE_SLICE, 3 * CLOSE_SLICE]
 
     asyncio.run(scenario())
+
+
+def boundary_batch(devices: list[str]) -> list[Reading]:
+    """Each device's next reading, 75 s on: its tumbling window [12:00:05 − 5 s, +60 s) has closed."""
+    return [reading(d, 75, 1) for d in devices]
+
+
+def test_a_batch_closes_windows_and_the_timer_emits_them_each_once():
+    stage, published, devices = crowded_stage()
+    at = T0 + timedelta(seconds=75)
+
+    async def scenario() -> None:
+        await seen_once(stage, devices)
+        await stage.on_batch(boundary_batch(devices), at)
+        assert published.records == []  # the batch did not wait for 750 aggregates
+        assert all(stage.engine.unemitted(stage.state(d, will_change=False)) for d in devices)
+        await stage.tick(OWNED, at, None)
+        closed = [(r["device_id"], r["window_start"]) for r in published.records]
+        assert sorted(closed) == sorted(set(closed)) and {d for d, _ in closed} == set(devices)
+        for second in range(76, 100):  # nothing more until the next windows close
+            await stage.tick(OWNED, T0 + timedelta(seconds=second), None)
+        assert len(published.records) == len(devices)
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_emits_windows_that_waited_too_long_for_the_timer(monkeypatch):
+    monkeypatch.setattr("fieldstream.windows.stage.EMIT_WITHIN_S", 0.0)
+    stage, published, devices = crowded_stage()
+
+    async def scenario() -> None:
+        await seen_once(stage, devices)
+        await stage.on_batch(boundary_batch(devices), T0 + timedelta(seconds=75))
+        assert sorted(r["device_id"] for r in published.records) == sorted(devices)
+        assert not any(stage.engine.unemitted(stage.state(d, will_change=False)) for d in devices)
+
+    asyncio.run(scenario())
+
+
+def test_unemitted_windows_survive_a_checkpoint_and_are_emitted_by_the_next_owner():
+    stage, published, devices = crowded_stage()
+
+    async def scenario() -> None:
+        await seen_once(stage, devices)
+        await stage.on_batch(boundary_batch(devices), T0 + timedelta(seconds=75))
+        stage.pause()  # revoked before the timer came round: nothing emitted here
+        stage.states.checkpoint()
+        assert published.records == []
+        successor, theirs = stage_with(stage.engine)
+        successor.states.store = stage.states.store  # the changelog-backed table, restored
+        for second in (76, 77, 78):  # a slice per tick: three slices of devices
+            await successor.tick(OWNED, T0 + timedelta(seconds=second), None)
+        assert sorted(r["device_id"] for r in theirs.records) == sorted(devices)
+
+    asyncio.run(scenario())
