@@ -99,23 +99,31 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
                     late.append((r, result.late))
                 if r.device_id not in scheduled:
                     self._plan(r.device_id, 0)  # the next tick works out when it is due
-            finals.extend(self._emit_overdue(clock - EMIT_WITHIN_S))
             await self._emit(finals)
             if late:
                 await self._send_late(late)
+            await self._emit_overdue(clock - EMIT_WITHIN_S)
 
-    def _emit_overdue(self, closed_before: float) -> list[dict[str, Any]]:
-        """The aggregates of devices whose closed windows have waited since before `closed_before`."""
-        finals: list[dict[str, Any]] = []
-        for device_id, since in list(self._unemitted.items()):  # oldest first
+    async def _emit_overdue(self, closed_before: float) -> None:
+        """Emit, a slice of devices at a time, the windows closed before `closed_before` (monotonic).
+
+        A slice at a time: in a backlog every device is overdue at once, and their aggregates
+        as one list (100,000 dicts) were the worker's peak memory.
+        """
+        overdue = []
+        for device_id, since in self._unemitted.items():  # oldest first
             if since > closed_before:
                 break
-            del self._unemitted[device_id]
-            closed = self.engine.emit_closed(self.state(device_id))
-            if closed:
-                finals.extend(closed)
-                self.states.changed(device_id)
-        return finals
+            overdue.append(device_id)
+        for start in range(0, len(overdue), CLOSE_SLICE):
+            finals: list[dict[str, Any]] = []
+            for device_id in overdue[start:start + CLOSE_SLICE]:
+                del self._unemitted[device_id]
+                closed = self.engine.emit_closed(self.state(device_id))
+                if closed:
+                    finals.extend(closed)
+                    self.states.changed(device_id)
+            await self._emit(finals)
 
     async def tick(self, owned: set[int], now: datetime, flowing_since: datetime | None) -> None:
         """Timer: close windows silence has closed, drop expired states, checkpoint when due."""
