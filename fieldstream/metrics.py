@@ -12,6 +12,8 @@ DEAD_LETTERS = Counter("fieldstream_dead_letters_total", "Records sent to the de
 DUPLICATES = Counter("fieldstream_duplicates_total", "Readings dropped as duplicate (device_id, seq)")
 LATE_READINGS = Counter("fieldstream_late_readings_total", "Readings too late for their window", ["metric"])
 WINDOW_CLOSES = Counter("fieldstream_window_closes_total", "Final window aggregates published", ["window"])
+WINDOWS_WAITING = Gauge("fieldstream_windows_waiting_devices",
+                        "Devices with closed windows the timer has not emitted yet")
 ALERTS = Counter("fieldstream_alerts_total", "Alert events published", ["detector", "severity", "state"])
 SINK_BATCH_SIZE = Histogram(
     "fieldstream_sink_batch_size", "Readings per sink write", ["sink"],

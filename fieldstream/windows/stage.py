@@ -78,6 +78,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         # their next owner emits those. Devices that stay are found again by their next reading
         # or by the timer.
         self._unemitted.clear()
+        metrics.WINDOWS_WAITING.set(0)
         super().pause()
 
     async def on_batch(self, readings: Sequence[Reading], now: datetime) -> None:
@@ -103,6 +104,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             if late:
                 await self._send_late(late)
             await self._emit_overdue(clock - EMIT_WITHIN_S)
+            metrics.WINDOWS_WAITING.set(len(unemitted))
 
     async def _emit_overdue(self, closed_before: float) -> None:
         """Emit, a slice of devices at a time, the windows closed before `closed_before` (monotonic).
@@ -153,6 +155,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             await asyncio.sleep(0)
         async with self.busy:
             self.states.step()
+        metrics.WINDOWS_WAITING.set(len(self._unemitted))
 
     def _plan(self, device_id: str, at_us: int) -> None:
         """Due at `at_us`, or earlier if it already is."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import REGISTRY
+
 from fieldstream.partitioning import partition_for
 from fieldstream.schemas.reading import Reading
 from fieldstream.windows import WindowEngine, parse_specs
@@ -177,7 +179,9 @@ def test_a_batch_closes_windows_and_the_timer_emits_them_each_once():
         await stage.on_batch(boundary_batch(devices), at)
         assert published.records == []  # the batch did not wait for 750 aggregates
         assert all(stage.engine.unemitted(stage.state(d, will_change=False)) for d in devices)
+        assert REGISTRY.get_sample_value("fieldstream_windows_waiting_devices") == len(devices)
         await stage.tick(OWNED, at, None)
+        assert REGISTRY.get_sample_value("fieldstream_windows_waiting_devices") == 0
         closed = [(r["device_id"], r["window_start"]) for r in published.records]
         assert sorted(closed) == sorted(set(closed)) and {d for d, _ in closed} == set(devices)
         for second in range(76, 100):  # nothing more until the next windows close
