@@ -249,10 +249,14 @@ class DeviceStateStage(Generic[S]):
         self.retry = retry
         self.busy = asyncio.Lock()
         self.rebalances = 0  # revocations seen: work split across lock releases checks it
+        # Set once every output has started. The worker's first batch can arrive while start()
+        # still waits on the registry or the database, and nothing may be sent before.
+        self.started = asyncio.Event()
 
     async def start(self) -> None:
         for part in self.outputs:
             await self.retry(part.name, part.start)
+        self.started.set()
 
     async def close(self) -> None:
         async with self.busy:

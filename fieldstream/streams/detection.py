@@ -48,7 +48,7 @@ def attach_detection(app: faust.App, settings: Settings, pipeline: Pipeline, flo
 
     @app.timer(interval=1.0)
     async def detection_timer() -> None:
-        if flow.started and not flow.stopping:
+        if flow.started and not flow.stopping and stage.started.is_set():
             now = datetime.now(UTC)
             await stage.tick(flow.owned_partitions(), now, now - flow.flowing_since() >= STEADY_FOR)
 

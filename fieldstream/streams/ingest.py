@@ -52,6 +52,7 @@ class Stage(Protocol):
 
     name: str
     busy: asyncio.Lock  # held while the stage works; a rebalance waits for it
+    started: asyncio.Event  # set when start() has started every output
 
     async def start(self) -> None: ...
 
@@ -162,6 +163,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                     out = await pipeline.process([raw_record(e) for e in events])
                     now = datetime.now(UTC)
                     for stage in stages:
+                        await stage.started.wait()
                         await stage.on_batch(out.readings, now)
                 except asyncio.CancelledError:
                     gate.drop(events)

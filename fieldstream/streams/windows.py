@@ -37,7 +37,7 @@ def attach_windows(app: faust.App, settings: Settings, pipeline: Pipeline, flow:
 
     @app.timer(interval=settings.window.close_every_s)
     async def window_timer() -> None:
-        if flow.started and not flow.stopping:
+        if flow.started and not flow.stopping and stage.started.is_set():
             await stage.tick(flow.owned_partitions(), datetime.now(UTC), flow.flowing_since())
 
     return stage
