@@ -215,7 +215,8 @@ class WindowEngine:
     def close_due(
         self, state: DeviceWindows, now: datetime, *, flowing_since: datetime | None = None
     ) -> list[WindowRecord]:
-        """Final aggregates of the windows that silence up to `now` closes (often none).
+        """Final aggregates of the windows that silence up to `now` closes (often none), and of
+        those closed before but not emitted yet (`add(..., defer=True)`).
 
         `flowing_since`: processing time since which the input has been consumed without
         lag (after a restart, rebalance or backpressure pause); silence before it does
