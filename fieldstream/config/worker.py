@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fieldstream.config.base import Section, section
 
@@ -19,7 +19,17 @@ class WorkerSettings(Section):
     store: str = Field("memory://", description="Faust table store URL; only memory:// (state is restored "
                                                 "from the changelogs at start-up)")
     batch_max: int = Field(
-        2000, ge=1, description="Kafka messages taken from the stream per batch (a ReadingBatch holds several readings)"
+        1000, ge=1, description="Kafka messages taken from the stream per batch (a ReadingBatch holds several readings)"
+    )
+    # What a worker holds fetched ahead of its stream. Faust's defaults (a 4,096-message stream
+    # buffer, 1 MiB per partition and fetch, no limit per poll) let it hold the whole backlog of
+    # 12 partitions of ReadingBatches: ~75 MB of records no batch was working on.
+    prefetch_max: int = Field(
+        2048, ge=1, description="Kafka messages held fetched ahead of the stream, at most (Faust: 4096); "
+                                "at least batch_max, so that a batch can fill"
+    )
+    fetch_partition_bytes: int = Field(
+        256 * 1024, ge=1024, description="Bytes fetched from one partition per request (Faust: 1 MiB)"
     )
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch")
     json_logs: bool = Field(False, description="Log one JSON object per line")
@@ -33,6 +43,19 @@ class WorkerSettings(Section):
         100, ge=1, le=30_000,
         description="Longest the broker holds a fetch that found no new records (Faust: 1500)",
     )
+
+    @property
+    def poll_records_max(self) -> int:
+        """Records one poll of the consumer hands to the stream buffer: a quarter of it, so that
+        the buffer's back-pressure stops fetching before it overflows by much."""
+        return max(1, self.prefetch_max // 4)
+
+    @model_validator(mode="after")
+    def _prefetch_holds_a_batch(self) -> WorkerSettings:
+        if self.prefetch_max < self.batch_max:
+            raise ValueError(f"FIELDSTREAM_WORKER_PREFETCH_MAX ({self.prefetch_max}) is below "
+                             f"FIELDSTREAM_WORKER_BATCH_MAX ({self.batch_max}): no batch could fill")
+        return self
 
     @field_validator("store")
     @classmethod

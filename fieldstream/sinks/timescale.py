@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -70,22 +70,6 @@ def reading_row(r: Reading) -> tuple:
         lat, lon, r.battery, r.signal_dbm, r.firmware,
         r.schema_id, r.schema_version, r.partition, r.offset,
     )
-
-
-def _building(rows: list[tuple], batch: Sequence[Reading]) -> Iterator[tuple]:
-    """Yield the rows of `batch`, appending each to `rows` (kept for the fallback paths)."""
-    append = rows.append
-    for r in batch[len(rows):]:
-        row = reading_row(r)
-        append(row)
-        yield row
-
-
-def _complete(rows: list[tuple], batch: Sequence[Reading]) -> list[tuple]:
-    """`rows` with the rows of the rest of `batch` (a COPY that failed early did not build them all)."""
-    if len(rows) < len(batch):
-        rows.extend(reading_row(r) for r in batch[len(rows):])
-    return rows
 
 
 # The devices upsert, from the readings a statement inserted (`inserted`: device_id, device_type,
@@ -158,44 +142,41 @@ class TimescaleSink:
             return
         if self._pool is None:
             await self.start()
-        rows: list[tuple] = []
         try:
-            await self._insert(rows, batch)
+            await self._insert(batch)
         except PERMANENT:
-            await self._insert_isolating(_complete(rows, batch), batch)
+            await self._insert_isolating(batch)
         except TRANSIENT as e:
             raise SinkUnavailable(f"PostgreSQL: {type(e).__name__}: {e}") from e
 
-    async def _insert(self, rows: list[tuple], batch: Sequence[Reading]) -> None:
-        """Insert `batch`; `rows` holds the rows already built for it (the list is completed here)."""
+    async def _insert(self, batch: Sequence[Reading]) -> None:
         assert self._pool is not None
         async with self._pool.acquire() as conn:
-            if len(rows) < len(batch):
-                try:
-                    async with conn.transaction():
-                        # The rows are built while COPY streams them: the server starts on the first
-                        # chunk while the rest are still being built.
-                        await conn.copy_records_to_table("readings", records=_building(rows, batch),
-                                                         columns=COLUMNS)
-                        await conn.execute(
-                            _DEVICES_FROM_BATCH,
-                            [row[0] for row in rows], [row[3] for row in rows], [row[1] for row in rows],
-                            [row[11] for row in rows],
-                        )
-                    return
-                except asyncpg.exceptions.UniqueViolationError:
-                    pass  # some of it is stored already (a replay): insert only what is missing
+            try:
+                async with conn.transaction():
+                    # The rows are built while COPY streams them, and not kept: the server starts on
+                    # the first chunk while the rest are still being built, and a batch's rows are
+                    # never all in memory at once. The rare paths below build them again.
+                    await conn.copy_records_to_table("readings", records=map(reading_row, batch), columns=COLUMNS)
+                    await conn.execute(
+                        _DEVICES_FROM_BATCH,
+                        [r.device_id for r in batch], [r.device_type for r in batch],
+                        [r.event_time for r in batch], [r.schema_version for r in batch],
+                    )
+                return
+            except asyncpg.exceptions.UniqueViolationError:
+                pass  # some of it is stored already (a replay): insert only what is missing
             async with conn.transaction():
-                await conn.copy_records_to_table("readings_stage", records=_complete(rows, batch), columns=COLUMNS)
+                await conn.copy_records_to_table("readings_stage", records=map(reading_row, batch), columns=COLUMNS)
                 # Only rows actually inserted count towards `devices`, so a replay changes nothing.
                 await conn.execute(_INSERT_FROM_STAGE)
 
-    async def _insert_isolating(self, rows: list[tuple], batch: Sequence[Reading]) -> None:
+    async def _insert_isolating(self, batch: Sequence[Reading]) -> None:
         """Insert row by row so one bad reading cannot hold back its batch."""
         rejected: list[tuple[Reading, str]] = []
-        for row, reading in zip(rows, batch, strict=True):
+        for reading in batch:
             try:
-                await self._insert([row], [reading])
+                await self._insert([reading])
             except PERMANENT as e:
                 rejected.append((reading, f"{type(e).__name__}: {e}"))
             except TRANSIENT as e:

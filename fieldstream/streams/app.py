@@ -71,6 +71,9 @@ def create_app(settings: Settings) -> faust.App:
         # "empty" on rebalance would only time out.
         stream_wait_empty=False,
         broker_commit_interval=1.0,
+        stream_buffer_maxsize=w.prefetch_max,
+        broker_max_poll_records=w.poll_records_max,
+        consumer_max_fetch_size=w.fetch_partition_bytes,
         # Standby copies would double table memory and show up when timers iterate tables.
         table_standby_replicas=0,
         autodiscover=False,

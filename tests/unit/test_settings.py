@@ -39,6 +39,14 @@ def test_an_invalid_value_names_its_setting(monkeypatch, variable, value):
     assert variable in str(err.value)
 
 
+def test_a_prefetch_smaller_than_a_batch_is_refused_naming_both_settings(monkeypatch):
+    monkeypatch.setenv("FIELDSTREAM_WORKER_BATCH_MAX", "5000")
+    monkeypatch.setenv("FIELDSTREAM_WORKER_PREFETCH_MAX", "4096")
+    with pytest.raises(ConfigError) as err:
+        _load()
+    assert "FIELDSTREAM_WORKER_PREFETCH_MAX" in str(err.value) and "FIELDSTREAM_WORKER_BATCH_MAX" in str(err.value)
+
+
 def test_env_overrides_apply(monkeypatch):
     monkeypatch.setenv("FIELDSTREAM_TOPIC_READINGS", "custom.readings")
     monkeypatch.setenv("FIELDSTREAM_WORKER_WEB_PORT", "7001")
