@@ -140,7 +140,7 @@ class AvroPublisher(TopicPublisher):
         """Send and wait for acknowledgement; SinkUnavailable if the broker did not take them."""
         if self._schema is None:
             await self.start()
-        for start in range(0, len(records), ITEMS_PER_TURN):  # a backlog batch closes ~40,000 windows
+        for start in range(0, len(records), ITEMS_PER_TURN):  # a backlog batch may close ~20,000 windows
             self.send(records[start:start + ITEMS_PER_TURN])
             await asyncio.sleep(0)
         await self.flush()
