@@ -1,10 +1,11 @@
 """Long loops of a batch that let the event loop run in between.
 
-A backlog batch is 1,000 messages (FIELDSTREAM_WORKER_BATCH_MAX), 20,000 readings
-when gateways send 20 per message: seconds of CPU in each stage. Done in one go, Faust's commit timer,
-its fetcher and our own timers waited for all of it (timers seen waking up
-10 s late in the 2,000,000-reading benchmark). Smaller batches would fix that
-at a price: 13 % fewer readings/s with 100 messages per batch, side by side.
+A backlog batch is 1,000 messages (FIELDSTREAM_WORKER_BATCH_MAX), 20,000
+readings when gateways send 20 per message: seconds of CPU in each stage. Done
+in one go, Faust's commit timer, its fetcher and our own timers waited for all
+of it (timers seen waking up 10 s late in the 2,000,000-reading benchmark).
+Smaller batches would fix that at a price: 13 % fewer readings/s with 100
+messages per batch, side by side.
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ class TimescaleSink:
                     # The rows are built while COPY streams them, and not kept: the server starts on
                     # the first chunk while the rest are still being built, and a batch's rows are
                     # never all in memory at once. The rare paths below build them again.
-                    await conn.copy_records_to_table("readings", records=map(reading_row, batch), columns=COLUMNS)
+                    await conn.copy_records_to_table("readings", records=map(reading_row, batch),
+                                                     columns=COLUMNS)
                     await conn.execute(
                         _DEVICES_FROM_BATCH,
                         [r.device_id for r in batch], [r.device_type for r in batch],
@@ -167,7 +168,8 @@ class TimescaleSink:
             except asyncpg.exceptions.UniqueViolationError:
                 pass  # some of it is stored already (a replay): insert only what is missing
             async with conn.transaction():
-                await conn.copy_records_to_table("readings_stage", records=map(reading_row, batch), columns=COLUMNS)
+                await conn.copy_records_to_table("readings_stage", records=map(reading_row, batch),
+                                                 columns=COLUMNS)
                 # Only rows actually inserted count towards `devices`, so a replay changes nothing.
                 await conn.execute(_INSERT_FROM_STAGE)
 
