@@ -47,7 +47,7 @@ from fieldstream.sinks.dlq import parse_headers  # noqa: E402
 from fieldstream.sinks.windows_pg import MEASURES  # noqa: E402
 from fieldstream.stack.postgres import PostgresService  # noqa: E402
 from fieldstream.topics import ensure_topics  # noqa: E402
-from fieldstream.windows.engine import WindowEngine  # noqa: E402
+from fieldstream.windows.engine import WindowEngine, with_datetimes  # noqa: E402
 from fieldstream.windows.specs import parse_spec  # noqa: E402
 
 
@@ -122,10 +122,10 @@ def offline_windows(readings: list[dict], settings) -> dict[tuple, dict]:
         r = Reading(device_id=rec["device_id"], device_type=rec["device_type"], event_time=rec["event_time"],
                     seq=rec["seq"], metrics=rec["metrics"])
         state = states.setdefault(r.device_id, engine.new_state(r.device_id, r.device_type))
-        for agg in engine.add(state, r, now).closed:
+        for agg in map(with_datetimes, engine.add(state, r, now).closed):  # as PostgreSQL returns them
             finals[(agg["window"], agg["device_id"], agg["metric"], agg["window_start"])] = agg
     for state in states.values():
-        for agg in engine.close_due(state, now + timedelta(days=1)):
+        for agg in map(with_datetimes, engine.close_due(state, now + timedelta(days=1))):
             finals[(agg["window"], agg["device_id"], agg["metric"], agg["window_start"])] = agg
     return finals
 

@@ -130,9 +130,9 @@ class AvroPublisher(TopicPublisher):
         buf.seek(0)
         buf.truncate()
         buf.write(self._header)
-        micros = self._micros_fields
-        if micros:
-            record = {**record, **{f: to_us(v) for f in micros if isinstance(v := record.get(f), datetime)}}
+        micros = {f: to_us(v) for f in self._micros_fields if isinstance(v := record.get(f), datetime)}
+        if micros:  # a copy: the caller's record is left as it was
+            record = {**record, **micros}
         fastavro.schemaless_writer(buf, self._schema, record)
         return buf.getvalue()
 

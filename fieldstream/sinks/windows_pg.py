@@ -3,12 +3,17 @@
 The key (device_id, metric, window_start) makes a re-emitted aggregate (after
 a crash between publishing and checkpointing the window state) overwrite the
 same row instead of adding one.
+
+Aggregates carry their times as integer µs since the epoch (as the engine and the
+Avro schema do): the staging table holds them as bigint and the upsert turns them
+into timestamptz, exactly (integer µs arithmetic), so no datetime is built in Python.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -16,12 +21,14 @@ import asyncpg
 from fieldstream.config.postgres import PostgresSettings
 from fieldstream.sinks.migrations import schema_lock
 from fieldstream.sinks.pg import PostgresWriter, unavailable_on_transient
+from fieldstream.windows.engine import TIME_FIELDS
 
 MEASURES = (
     "count", "sum", "mean", "min", "max", "variance", "stddev", "first_value", "first_time", "last_value",
     "last_time", "median", "p95", "range", "rate_of_change", "expected", "missing", "quality", "distance_m",
 )
 COLUMNS = ("device_id", "device_type", "metric", "window_start", "window_end", *MEASURES)
+EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 TYPES = {
     "count": "bigint", "expected": "bigint", "missing": "bigint", "first_time": "timestamptz",
     "last_time": "timestamptz", "distance_m": "double precision",
@@ -33,6 +40,27 @@ def table_name(window: str) -> str:
     if not window.replace("_", "").isalnum():
         raise ValueError(f"window name {window!r} is not usable in a table name")
     return f"windows_{window.lower()}"
+
+
+def _column_type(column: str) -> str:
+    return "text" if column in ("device_id", "device_type", "metric") else TYPES.get(column, "double precision")
+
+
+def create_stage_sql(window: str) -> str:
+    """The connection's staging table: the target's columns, its times as bigint µs."""
+    cols = ", ".join(f'"{c}" ' + ("bigint" if c in TIME_FIELDS else _column_type(c)) for c in COLUMNS)
+    return f"CREATE TEMP TABLE IF NOT EXISTS {table_name(window)}_stage ({cols}) ON COMMIT DELETE ROWS"
+
+
+def upsert_sql(window: str) -> str:
+    """From the staging table into the window's table (of a key staged twice, re-emitted, one copy)."""
+    table = table_name(window)
+    columns = ", ".join(f'"{c}"' for c in COLUMNS)
+    values = ", ".join(f"{EPOCH} + \"{c}\" * interval '1 microsecond'" if c in TIME_FIELDS else f'"{c}"'
+                       for c in COLUMNS)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ("device_type", "window_end", *MEASURES))
+    return (f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (device_id, metric, window_start) {values} "
+            f"FROM {table}_stage ON CONFLICT (device_id, metric, window_start) DO UPDATE SET {updates}")
 
 
 def create_table_sql(window: str) -> str:
@@ -70,22 +98,16 @@ class WindowTableSink(PostgresWriter):
             return
         pool = await self.pool()
         by_window: dict[str, list[tuple]] = defaultdict(list)
+        row = itemgetter(*COLUMNS)
         for agg in aggregates:
-            by_window[agg["window"]].append(tuple(agg[c] for c in COLUMNS))
-        columns = ", ".join(f'"{c}"' for c in COLUMNS)
-        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ("device_type", "window_end", *MEASURES))
+            by_window[agg["window"]].append(row(agg))
         with unavailable_on_transient():
             async with pool.acquire() as conn, conn.transaction():
                 for window, rows in by_window.items():
-                    table = table_name(window)
                     if window not in self.windows:  # a spec added since start
                         await conn.execute(create_table_sql(window))
                         self.windows.append(window)
-                    stage = f"{table}_stage"
-                    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
-                    await conn.copy_records_to_table(stage, records=rows, columns=list(COLUMNS))
-                    # A window re-emitted after a crash overwrites its row.
-                    await conn.execute(
-                        f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (device_id, metric, window_start) "
-                        f"{columns} FROM {stage} ON CONFLICT (device_id, metric, window_start) DO UPDATE SET {updates}"
-                    )
+                    await conn.execute(create_stage_sql(window))
+                    await conn.copy_records_to_table(f"{table_name(window)}_stage", records=rows,
+                                                     columns=list(COLUMNS))
+                    await conn.execute(upsert_sql(window))  # a window re-emitted after a crash overwrites its row

@@ -52,7 +52,16 @@ from fieldstream.windows.state import DeviceWindows, Pane
 if TYPE_CHECKING:
     from fieldstream.config.windows import WindowSettings
 
-WindowRecord = dict[str, Any]  # the fields of schemas/window.v1.avsc
+# The fields of schemas/window.v1.avsc. Times stay integer µs, the schema's timestamp-micros
+# longs: the windows topic takes them as they are, and PostgreSQL converts them in its upsert.
+# Datetimes here cost more than encoding the rest of the aggregate.
+WindowRecord = dict[str, Any]
+TIME_FIELDS = ("window_start", "window_end", "first_time", "last_time")
+
+
+def with_datetimes(record: WindowRecord) -> WindowRecord:
+    """A copy of `record` with its times as timezone-aware UTC datetimes, for readers that want them."""
+    return {**record, **{f: from_us(record[f]) for f in TIME_FIELDS}}
 
 
 class Outcome(StrEnum):
@@ -279,7 +288,6 @@ class WindowEngine:
         panes = [state.panes[k] for k in range(start // self.pane_us, end // self.pane_us) if k in state.panes]
         expected = max(1, floor(spec.size_s / self.expected_interval_s(state) + 0.5))
         distance = _distance(panes)
-        window_start, window_end = from_us(start), from_us(end)
         records = []
         for i, metric in enumerate(state.metrics):
             parts = [p.accs[i] for p in panes if i < len(p.accs) and p.accs[i] is not None]
@@ -291,8 +299,8 @@ class WindowEngine:
                 "device_type": state.device_type,
                 "metric": metric,
                 "window": spec.name,
-                "window_start": window_start,
-                "window_end": window_end,
+                "window_start": start,
+                "window_end": end,
                 "count": m.count,
                 "sum": m.sum,
                 "mean": m.mean,
@@ -301,9 +309,9 @@ class WindowEngine:
                 "variance": m.variance,
                 "stddev": m.stddev,
                 "first_value": m.first_value,
-                "first_time": from_us(m.first_t),
+                "first_time": m.first_t,
                 "last_value": m.last_value,
-                "last_time": from_us(m.last_t),
+                "last_time": m.last_t,
                 "median": m.median,
                 "p95": m.p95,
                 "range": m.range,

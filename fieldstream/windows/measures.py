@@ -29,6 +29,8 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import fsum, sqrt
+from operator import mul
+from typing import NamedTuple
 
 from fieldstream.windows.sketch import DDSketch, Mapping
 
@@ -159,8 +161,7 @@ def add_value(acc: Accumulator | None, t: int, seq: int, value: float, config: M
     return acc
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(NamedTuple):  # a tuple: built once per aggregate, a dataclass's __init__ cost more
     count: int
     sum: float
     mean: float
@@ -196,8 +197,11 @@ def summarize(parts: Sequence[Accumulator], config: MeasureConfig) -> Summary:
         head = part if isinstance(part, Exact) else part.ends
         _update_ends(ends, head[0], head[1], head[2])
         _update_ends(ends, head[3], head[4], head[5])
-    if all(isinstance(part, Exact) for part in parts):
-        return _summarize_exact([v for part in parts for v in part.values()], ends)
+    if all(type(part) is Exact for part in parts):
+        values = array("d")
+        for part in parts:
+            values += part[HEADER:]
+        return _summarize_exact(values.tolist(), ends)
     merged = Sketched()
     for part in parts:
         merged.merge(part if isinstance(part, Sketched) else Sketched.from_exact(part, config.mapping),
@@ -237,7 +241,7 @@ def _summarize_sketched(acc: Sketched, ends: array, mapping: Mapping) -> Summary
 def _squared_deviations(values: Sequence[float], mean: float) -> float:
     """Σ(x − mean)², two-pass; the second term corrects for the rounding of `mean`."""
     deviations = [v - mean for v in values]
-    return fsum(d * d for d in deviations) - fsum(deviations) ** 2 / len(values)
+    return fsum(map(mul, deviations, deviations)) - fsum(deviations) ** 2 / len(values)
 
 
 def _linear_quantile(ordered: list[float], q: float) -> float:

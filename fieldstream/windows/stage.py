@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
+from collections import Counter
 from collections.abc import Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -209,8 +210,8 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         await self.retry(self.publisher.name, self.publisher.publish, finals)
         await self.retry(self.table_sink.name, self.table_sink.write, finals)
         self.states.write_now({agg["device_id"] for agg in finals})
-        for agg in finals:
-            metrics.WINDOW_CLOSES.labels(agg["window"]).inc()
+        for window, n in Counter(agg["window"] for agg in finals).items():
+            metrics.WINDOW_CLOSES.labels(window).inc(n)
 
     async def _send_late(self, late: list[tuple[Reading, tuple[LateMetric, ...]]]) -> None:
         """The original record to the late-data topic, with which metrics and windows it missed."""

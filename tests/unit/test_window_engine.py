@@ -10,6 +10,8 @@ import pytest
 
 from fieldstream.schemas.reading import Reading
 from fieldstream.windows import DeviceWindows, Outcome, WindowEngine, parse_specs
+from fieldstream.windows.clock import to_us
+from fieldstream.windows.engine import with_datetimes
 from tests.unit.windowstream import INTERVALS, drive, generate, record_key
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -45,7 +47,7 @@ def test_silent_device_closes_within_grace_plus_one_window(engine: WindowEngine)
     now = last_arrival
     while state.panes:
         now += 1
-        for record in engine.close_due(state, s(now)):
+        for record in map(with_datetimes, engine.close_due(state, s(now))):
             closed_at[(record["window"], record["window_start"])] = now
         assert now < last_arrival + 1000, "windows of a silent device never closed"
     for spec in engine.specs:
@@ -80,14 +82,14 @@ def test_late_reading_after_close_is_reported_and_does_not_reopen(engine: Window
     state = engine.new_state("dev-1")
     emitted = feed(engine, state, [5, 15, 25, 65, 75])  # watermark 75 → [0, 60) closed at 70
     assert [(r["window"], r["window_start"], r["count"]) for r in emitted] == [
-        ("tumbling_1m", s(0), 3), ("hopping_5m_1m", s(-240), 3)]
+        ("tumbling_1m", to_us(s(0)), 3), ("hopping_5m_1m", to_us(s(-240)), 3)]
     result = engine.add(state, reading(45, 10, temperature=99.0, humidity=50.0), s(76))
     assert result.outcome == Outcome.PARTLY_LATE  # still counted in the open hopping windows
     assert sorted(m.metric for m in result.late) == ["humidity", "temperature"]
     assert {(w.name, w.start, w.end) for w in result.late[0].windows} == {
         ("tumbling_1m", s(0), s(60)), ("hopping_5m_1m", s(-240), s(60))}
     assert result.late[0].value in (99.0, 50.0) and result.late[0].seq == 10
-    later = engine.close_due(state, s(2000))
+    later = [with_datetimes(r) for r in engine.close_due(state, s(2000))]
     assert ("tumbling_1m", s(0)) not in {(r["window"], r["window_start"]) for r in later}
     hopping = [r for r in later if r["window"] == "hopping_5m_1m" and r["window_start"] == s(-180)]
     # [-180, 120) holds 5, 15, 25, 45 (the partly late one), 65 and 75.

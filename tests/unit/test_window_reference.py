@@ -27,6 +27,7 @@ import pytest
 import fieldstream.schemas
 from fieldstream.schemas.reading import Reading
 from fieldstream.windows import Outcome, WindowEngine, parse_specs
+from fieldstream.windows.engine import TIME_FIELDS, with_datetimes
 from fieldstream.windows.measures import MeasureConfig
 from fieldstream.windows.sketch import Mapping
 from tests.unit.windowstream import INTERVALS, Event, drive, generate, record_key
@@ -175,16 +176,19 @@ def test_engine_matches_reference(config: str, seed: int) -> None:
     assert all(kinds[o] > 5 for o in Outcome), kinds
 
     # Exactly one final aggregate per device, metric and window, and the right one.
-    keys = [record_key(r) for r in run.records]
+    # Times are µs, as the schema's timestamp-micros longs; the reference speaks datetimes.
+    records = [with_datetimes(r) for r in run.records]
+    keys = [record_key(r) for r in records]
     assert len(keys) == len(set(keys)), "a window was emitted twice"
     want = expected_records(members)
     assert set(keys) == set(want)
     schema = json.loads((Path(fieldstream.schemas.__file__).parent / "window.v1.avsc").read_text())
     fields = [f["name"] for f in schema["fields"]]
     parsed = fastavro.parse_schema(schema)
-    for record in run.records:
-        assert list(record) == fields
-        fastavro.schemaless_writer(io.BytesIO(), parsed, record)  # types fit the published schema
+    for raw, record in zip(run.records, records, strict=True):
+        assert list(raw) == fields
+        assert all(type(raw[name]) is int for name in TIME_FIELDS)
+        fastavro.schemaless_writer(io.BytesIO(), parsed, raw)  # types fit the published schema
         expected = want[record_key(record)]
         for name in EXACT:
             assert record[name] == expected[name], (record_key(record), name, record[name], expected[name])
@@ -208,13 +212,14 @@ def test_sketched_windows_match_reference_within_the_sketch_bound() -> None:
     run = drive(engine, events)
     _, members = reference(events, CONFIGS["default"])
     want = expected_records(members)
-    assert {record_key(r) for r in run.records} == set(want)
+    records = [with_datetimes(r) for r in run.records]
+    assert {record_key(r) for r in records} == set(want)
     values_of = {}
     for (device_id, name, s, e), readings in members.items():
         for r in readings:
             for metric, value in r.metrics.items():
                 values_of.setdefault((device_id, metric, name, datetime.fromtimestamp(s, UTC)), []).append(value)
-    for record in run.records:
+    for record in records:
         key = record_key(record)
         expected = want[key]
         for name in ("count", "min", "max", "first_value", "first_time", "last_value", "last_time", "range",
