@@ -1,8 +1,8 @@
 """Publishing fieldstream's own records (window aggregates, alerts, late data) to Kafka.
 
-Avro records go through confluent-kafka's AvroSerializer with a bundled schema
-registered under the topic's subject; `flush` returns once the broker has
-acknowledged everything sent so far.
+Avro records are framed in the Confluent wire format with a bundled schema
+registered under the topic's subject (see AvroPublisher); `flush` returns once
+the broker has acknowledged everything sent so far.
 """
 
 from __future__ import annotations
@@ -13,23 +13,33 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
 import fastavro
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from fieldstream.config.kafka import KafkaSettings
 from fieldstream.config.registry import RegistrySettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas import codec
-from fieldstream.schemas.files import parsed, schema_text, subject_for
+from fieldstream.schemas.files import schema_dict, schema_text, subject_for
 from fieldstream.turns import ITEMS_PER_TURN
 from fieldstream.windows.clock import to_us
 
 
 def timestamp_micros_fields(schema: Any) -> tuple[str, ...]:
-    """Names of a parsed record schema's top-level fields that are timestamp-micros longs."""
+    """Names of a record schema's top-level fields that are timestamp-micros longs."""
     return tuple(f["name"] for f in schema.get("fields", ())
                  if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-micros")
+
+
+def writer_schema(schema: dict[str, Any]) -> Any:
+    """The parsed schema fastavro writes `schema` with: its top-level timestamp-micros fields as
+    plain longs. The bytes are the same (the logical type only annotates a long), the records
+    hand those fields over as µs (`AvroPublisher.frame`), and fastavro skips its logical-type
+    step for them: a sixth of the cost of writing a window aggregate."""
+    micros = timestamp_micros_fields(schema)
+    fields = [{**f, "type": "long"} if f["name"] in micros else f for f in schema["fields"]]
+    return fastavro.parse_schema({**schema, "fields": fields})
 
 
 class TopicPublisher:
@@ -56,16 +66,19 @@ class TopicPublisher:
             self._errors.append(str(err))
 
     def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self._produce(key, value, headers)
+        self._producer.poll(0)  # type: ignore[union-attr]  # serve delivery reports
+
+    def _produce(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> None:
         assert self._producer is not None, "start() first"
         while True:
             try:
                 self._producer.produce(self.topic, key=key, value=value, headers=headers,
                                        on_delivery=self._on_delivery)
                 break
-            except BufferError:
+            except BufferError:  # its queue is full: let it deliver some
                 self._producer.poll(0.05)
         self.sent += 1
-        self._producer.poll(0)
 
     async def flush(self) -> None:
         if self._producer is None:
@@ -112,16 +125,17 @@ class AvroPublisher(TopicPublisher):
         except Exception as e:  # noqa: BLE001 - registry down or refusing: retried by the caller
             raise SinkUnavailable(f"{self.name}: schema registry: {type(e).__name__}: {e}") from e
         self._header = codec.HEADER.pack(codec.MAGIC, schema_id)
-        self._schema = parsed(self._schema_file)
-        self._micros_fields = timestamp_micros_fields(self._schema)
+        self._schema = writer_schema(schema_dict(self._schema_file))
+        self._micros_fields = timestamp_micros_fields(schema_dict(self._schema_file))
 
     def send(self, records: Iterable[dict[str, Any]]) -> int:
         assert self._schema is not None, "start() first"
         n = 0
         buf = io.BytesIO()
         for record in records:
-            self.send_raw(str(record[self._key_field]).encode(), self.frame(record, buf))
+            self._produce(str(record[self._key_field]).encode(), self.frame(record, buf), None)
             n += 1
+        self._producer.poll(0)  # type: ignore[union-attr]  # once per call, not per record
         return n
 
     def frame(self, record: dict[str, Any], buf: io.BytesIO | None = None) -> bytes:

@@ -60,14 +60,16 @@ def test_another_record_type_does_not_resolve():
     assert err.value.reason in {"schema_mismatch", "malformed"}
 
 
-def test_published_aggregates_encode_exactly_as_fastavro_writes_their_datetimes():
+@pytest.mark.parametrize("times", ["datetimes", "micros"])
+def test_published_aggregates_encode_exactly_as_fastavro_writes_their_datetimes(times: str):
     import io
     from datetime import UTC, datetime
 
     import fastavro
 
-    from fieldstream.schemas.files import parsed
-    from fieldstream.sinks.topic import AvroPublisher, timestamp_micros_fields
+    from fieldstream.schemas.files import parsed, schema_dict
+    from fieldstream.sinks.topic import AvroPublisher, timestamp_micros_fields, writer_schema
+    from fieldstream.windows.clock import to_us
 
     schema = parsed("window.v1.avsc")
     when = datetime(2026, 3, 4, 10, 59, 50, 123456, tzinfo=UTC)
@@ -76,10 +78,14 @@ def test_published_aggregates_encode_exactly_as_fastavro_writes_their_datetimes(
               "max": 1.0, "variance": 0.1, "stddev": 0.3, "first_value": 0.0, "first_time": when,
               "last_value": 1.0, "last_time": when, "median": 0.5, "p95": 1.0, "range": 1.0,
               "rate_of_change": 0.01, "expected": 6, "missing": 0, "quality": 1.0, "distance_m": None}
-    publisher = AvroPublisher.__new__(AvroPublisher)  # no broker or registry: only the encoding
-    publisher._schema, publisher._header = schema, b"\x00\x00\x00\x00\x07"
-    publisher._micros_fields = timestamp_micros_fields(schema)
     reference = io.BytesIO()
-    fastavro.schemaless_writer(reference, schema, record)
+    fastavro.schemaless_writer(reference, schema, record)  # the registered schema, datetimes
+    publisher = AvroPublisher.__new__(AvroPublisher)  # no broker or registry: only the encoding
+    publisher._schema, publisher._header = writer_schema(schema_dict("window.v1.avsc")), b"\x00\x00\x00\x00\x07"
+    publisher._micros_fields = timestamp_micros_fields(schema)
+    assert set(publisher._micros_fields) == {"window_start", "window_end", "first_time", "last_time"}
+    if times == "micros":  # as the window engine emits them
+        record = {**record, **{f: to_us(when) for f in publisher._micros_fields}}
+    given = dict(record)
     assert publisher.frame(record) == b"\x00\x00\x00\x00\x07" + reference.getvalue()
-    assert record["window_start"] is when  # the caller's record is left as it was
+    assert record == given  # the caller's record is left as it was
