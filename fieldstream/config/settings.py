@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from difflib import get_close_matches
 from functools import lru_cache
 
 import pydantic
+from dotenv import dotenv_values
 from pydantic import BaseModel, Field
 
-from fieldstream.config.base import BaseSettings
+from fieldstream.config.base import ENV_PREFIX, BaseSettings, Section
 from fieldstream.config.kafka import KafkaSettings
 from fieldstream.config.postgres import PostgresSettings
 from fieldstream.config.registry import RegistrySettings
@@ -60,7 +64,30 @@ def all_env_names() -> set[str]:
     return {env_name(cls, name) for cls in SECTIONS.values() for name in cls.model_fields}
 
 
+def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
+    """FIELDSTREAM_* variables in `environ` that no setting reads (a misspelt one, or one removed)."""
+    known = all_env_names()
+    return sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
+
+
+def _refuse_unknown(environ: Mapping[str, str]) -> None:
+    # A misspelt variable would otherwise be ignored without a word, and its default used.
+    unknown = unknown_env_names(environ)
+    if not unknown:
+        return
+    known = sorted(all_env_names())
+    problems = []
+    for name in unknown:
+        close = get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+        problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ConfigError(f"unknown setting {'; '.join(problems)}: no fieldstream setting has that name "
+                      "(`fieldstream config show` lists them all)")
+
+
 def _load() -> Settings:
+    dotenv = Section.model_config.get("env_file")
+    # The `.env` file's names too (pydantic-settings reads it with python-dotenv).
+    _refuse_unknown({**(dotenv_values(dotenv) if dotenv and os.path.exists(dotenv) else {}), **os.environ})
     values = {}
     for key, cls in SECTIONS.items():
         try:

@@ -1,6 +1,6 @@
 import pytest
 
-from fieldstream.config.settings import SECTIONS, Settings, _load, all_env_names
+from fieldstream.config.settings import SECTIONS, Settings, _load, all_env_names, unknown_env_names
 from fieldstream.config.stack import StackSettings
 from fieldstream.errors import ConfigError
 
@@ -66,3 +66,26 @@ def test_secrets_are_not_printed(monkeypatch):
 
 def test_every_section_is_part_of_settings():
     assert set(SECTIONS) == set(Settings.model_fields)
+
+
+def test_a_misspelt_variable_stops_startup_naming_it_and_the_setting_meant(monkeypatch):
+    monkeypatch.setenv("FIELDSTREAM_WORKER_BACH_MAX", "500")
+    with pytest.raises(ConfigError) as err:
+        _load()
+    assert "FIELDSTREAM_WORKER_BACH_MAX" in str(err.value)
+    assert "did you mean FIELDSTREAM_WORKER_BATCH_MAX?" in str(err.value)
+
+
+def test_only_variables_no_setting_reads_are_unknown():
+    environ = {"FIELDSTREAM_WORKER_BATCH_MAX": "500", "fieldstream_pg_port": "5432", "PATH": "/bin",
+               "FIELDSTREAM_NO_SUCH_THING": "1", "fieldstream_nor_this": "2"}
+    assert unknown_env_names(environ) == ["FIELDSTREAM_NO_SUCH_THING", "fieldstream_nor_this"]
+    assert unknown_env_names({name: "" for name in all_env_names()}) == []
+
+
+def test_a_misspelt_name_in_the_dotenv_file_is_refused_too(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("FIELDSTREAM_PG_PORT=5432\nFIELDSTREAM_PG_PORTT=5433\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        _load()
+    assert "FIELDSTREAM_PG_PORTT (did you mean FIELDSTREAM_PG_PORT?)" in str(err.value)
