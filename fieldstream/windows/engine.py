@@ -101,6 +101,11 @@ class AddResult:
         return self.outcome in (Outcome.ACCEPTED, Outcome.PARTLY_LATE)
 
 
+# The results of nearly every reading, made once (they are immutable).
+_ACCEPTED = AddResult(Outcome.ACCEPTED)
+_DUPLICATE = AddResult(Outcome.DUPLICATE)
+
+
 class WindowEngine:
     """The window configuration and the operations on a `DeviceWindows` (which holds the data)."""
 
@@ -165,12 +170,12 @@ class WindowEngine:
         key = t // self.pane_us
         pane = state.panes.get(key)
         if pane is not None and pane.has(seq):
-            return AddResult(Outcome.DUPLICATE)
+            return _DUPLICATE
         closed_to = state.closed_to
         if self._latest_end(t) <= closed_to:
             # Its pane has closed: either a replay of a reading counted then, or truly late.
             if seqs.contains(state.counted, seq):
-                return AddResult(Outcome.DUPLICATE)
+                return _DUPLICATE
             return AddResult(Outcome.LATE, self._late(state, reading, self._windows(t)))
         missed = []
         early: tuple[WindowRecord, ...] = ()
@@ -199,7 +204,7 @@ class WindowEngine:
         closed = early + closed
         if missed:
             return AddResult(Outcome.PARTLY_LATE, self._late(state, reading, missed), closed)
-        return AddResult(Outcome.ACCEPTED, (), closed)
+        return AddResult(Outcome.ACCEPTED, (), closed) if closed else _ACCEPTED
 
     def _count(self, state: DeviceWindows, pane: Pane, reading: Reading, t: int, seq: int) -> None:
         accs = pane.accs
@@ -339,8 +344,8 @@ class WindowEngine:
         return [_Window(spec.name, s, s + spec.size_us) for spec in self.specs for s in spec.starts_us(t)]
 
     def _earliest_end(self, t: int) -> int:
-        """End of the first window to close among those holding t."""
-        return min(spec.starts_us(t)[0] + spec.size_us for spec in self.specs)
+        """End of the first window to close among those holding t: the first window end after t."""
+        return self._next_boundary(t)
 
     def _next_boundary(self, after: int) -> int:
         """The first window end, of any spec, later than `after`."""
