@@ -174,6 +174,9 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
                 gate.release(pending())
                 gate.processed()
                 flow.batch_done(len(events), started)
+                # Let the batch's records and readings go now, not when the next batch
+                # replaces them: two batches of decoded readings were alive at once.
+                del events, out
 
     async def seek_back(tp: TP, offset: int) -> None:
         """Read `tp` again from `offset`. Paused meanwhile, so the fetcher drops what it still
