@@ -28,7 +28,7 @@ MEASURES = (
     "last_time", "median", "p95", "range", "rate_of_change", "expected", "missing", "quality", "distance_m",
 )
 COLUMNS = ("device_id", "device_type", "metric", "window_start", "window_end", *MEASURES)
-EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
+EPOCH_SQL = "timestamptz '1970-01-01 00:00:00+00'"
 TYPES = {
     "count": "bigint", "expected": "bigint", "missing": "bigint", "first_time": "timestamptz",
     "last_time": "timestamptz", "distance_m": "double precision",
@@ -56,7 +56,7 @@ def upsert_sql(window: str) -> str:
     """From the staging table into the window's table (of a key staged twice, re-emitted, one copy)."""
     table = table_name(window)
     columns = ", ".join(f'"{c}"' for c in COLUMNS)
-    values = ", ".join(f"{EPOCH} + \"{c}\" * interval '1 microsecond'" if c in TIME_FIELDS else f'"{c}"'
+    values = ", ".join(f"{EPOCH_SQL} + \"{c}\" * interval '1 microsecond'" if c in TIME_FIELDS else f'"{c}"'
                        for c in COLUMNS)
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ("device_type", "window_end", *MEASURES))
     return (f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (device_id, metric, window_start) {values} "

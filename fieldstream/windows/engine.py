@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 # The fields of schemas/window.v1.avsc. Times stay integer µs, the schema's timestamp-micros
 # longs: the windows topic takes them as they are, and PostgreSQL converts them in its upsert.
-# Datetimes here cost more than encoding the rest of the aggregate.
+# Four datetimes per aggregate, built here and taken apart again to encode it, were a
+# measurable share of emitting one (about one aggregate per reading in a backlog).
 WindowRecord = dict[str, Any]
 TIME_FIELDS = ("window_start", "window_end", "first_time", "last_time")
 
