@@ -39,10 +39,6 @@ class WorkerSettings(Section):
     gc_full_every: int = Field(
         100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
     )
-    heap_trim_s: float = Field(
-        10.0, ge=0, description="Seconds between returns of the C heap's free pages to the system "
-                                "(glibc malloc_trim; 0: never)"
-    )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=30_000,
         description="Longest the broker holds a fetch that found no new records (Faust: 1500)",

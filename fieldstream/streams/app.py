@@ -89,7 +89,6 @@ def build_app(settings: Settings | None = None) -> faust.App:
     from fieldstream.streams.changelog import ChangelogWriter
     from fieldstream.streams.detection import attach_detection
     from fieldstream.streams.flow import FlowTracker
-    from fieldstream.streams.heap import attach_heap_trim
     from fieldstream.streams.ingest import attach_ingest, build_pipeline
     from fieldstream.streams.web import attach_lag_gauge, attach_web
     from fieldstream.streams.windows import attach_windows
@@ -107,5 +106,4 @@ def build_app(settings: Settings | None = None) -> faust.App:
         "sinks_connected": pipeline.started and pipeline.connected,
     })
     attach_lag_gauge(app, settings.topics.readings)
-    attach_heap_trim(app, settings.worker.heap_trim_s)
     return app
