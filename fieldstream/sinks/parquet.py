@@ -86,9 +86,6 @@ class ParquetSink:
         self._paused = False
 
     async def start(self) -> None:
-        # Arrow's default pool (mimalloc in the wheels) keeps the pages of freed batches for reuse:
-        # 27 MB of a worker's peak RSS; the system allocator's is as fast (docs/BENCHMARKS.md).
-        pa.set_memory_pool(pa.system_memory_pool())
         self.fs.create_dir(self.root, recursive=True)
 
     # -- writing ----------------------------------------------------------

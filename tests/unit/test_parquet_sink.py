@@ -47,13 +47,6 @@ async def test_rows_land_hive_partitioned_by_event_hour(tmp_path):
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
 
-async def test_a_started_sink_leaves_arrow_on_the_system_allocator(tmp_path):
-    pa.set_memory_pool(pa.mimalloc_memory_pool())  # the pyarrow wheels' own default
-    assert pa.default_memory_pool().backend_name != "system"
-    await sink(tmp_path).start()
-    assert pa.default_memory_pool().backend_name == "system"
-
-
 async def test_pending_offsets_hold_until_the_file_is_written(tmp_path):
     s = sink(tmp_path, roll_rows=1000)
     await s.start()
