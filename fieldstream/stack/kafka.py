@@ -47,6 +47,15 @@ log4j.logger.kafka.log=WARN
 """
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID), never one starting with '-': the storage
+    tool would read that as an option, as Kafka's own Uuid.randomUuid() knows (1 id in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaService:
     name = "kafka"
 
@@ -124,9 +133,8 @@ class KafkaService:
     def _format_storage(self, config: Path) -> None:
         if (self.data_dir / "log" / "meta.properties").exists():
             return  # formatted before: keep the data
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         process.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)),
             what="kafka: formatting KRaft storage",
         )
 
