@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import shlex
+import socket
 import sys
 import threading
 from datetime import UTC, datetime
@@ -249,6 +250,13 @@ def delete_consumer_groups(groups: list[str], timeout_s: float = 30, quiet: bool
 
 
 # -- process resources -------------------------------------------------------------------
+def free_port() -> int:
+    """A port free now: bench workers' web ports, so two runs side by side do not collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def self_cpu_s() -> float:
     """User + system CPU seconds of this process, all threads."""
     ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    append_section, delete_consumer_groups, delete_topics_starting, machine_summary, markdown_table,
+    append_section, delete_consumer_groups, delete_topics_starting, free_port, machine_summary, markdown_table,
 )
 from preload import preload, reading  # noqa: E402
 
@@ -112,10 +112,10 @@ def worker_env(topic: str, database: str, lake: Path, app_id: str,
 
 
 class Workers:
-    def __init__(self, n: int, env: dict[str, str], log_dir: Path, base_port: int = 17100) -> None:
+    def __init__(self, n: int, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
         self.log_dir = log_dir
-        self.ports = [base_port + i for i in range(n)]
+        self.ports = [free_port() for _ in range(n)]  # kept across a restart: scraped by port
         self.procs = [self._start(i) for i in range(n)]
 
     def _start(self, i: int) -> subprocess.Popen:
@@ -183,7 +183,7 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
     asyncio.run(_admin(settings, f'CREATE DATABASE "{database}"'))
     lake = workdir / f"lake-{database}"
     app_id = f"bench-{database}"
-    workers = Workers(1, worker_env(topic, database, lake, app_id, extra_env), workdir, base_port=17200)
+    workers = Workers(1, worker_env(topic, database, lake, app_id, extra_env), workdir)
     stop = threading.Event()
 
     def offer() -> None:

@@ -185,7 +185,7 @@ def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
             producer.send_raw(rec["device_id"].encode(), os.urandom(rng.randint(1, 64)))
     assert producer.flush(120) == 0 and producer.failed == 0
 
-    workers = Workers(2, env, workdir, base_port=17300)
+    workers = Workers(2, env, workdir)
     t0 = time.monotonic()
 
     def count_pg() -> int:

@@ -33,6 +33,8 @@ END_TO_END_SECONDS = Histogram(
 )
 STATE_WRITES = Counter("fieldstream_state_writes_total", "Per-device states sent to their changelog", ["table"])
 REBALANCES = Counter("fieldstream_rebalances_total", "Consumer group rebalances seen by this worker")
+PARQUET_BUFFERED_BYTES = Gauge("fieldstream_parquet_buffered_bytes",
+                               "Estimated in-memory bytes of readings waiting for their Parquet file")
 ASSIGNED_PARTITIONS = Gauge("fieldstream_assigned_partitions", "Partitions of the readings topic held")
 DETECTOR_SECONDS = Counter("fieldstream_detector_seconds_total", "CPU time spent in detectors", ["detector"])
 DETECTOR_READINGS = Counter("fieldstream_detector_readings_total", "Readings scored by detectors", ["detector"])

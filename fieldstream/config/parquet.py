@@ -13,6 +13,9 @@ class ParquetSettings(Section):
     path: str = Field(".stack/lake/readings", description="Local path or any pyarrow filesystem URI")
     roll_rows: int = Field(200_000, ge=1, description="Rows per file, at most")
     roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Estimated in-memory bytes per file, at most")
+    buffer_bytes: int = Field(
+        48 * 1024 * 1024, ge=1,
+        description="Estimated in-memory bytes of all files being filled, at most: past it the largest is written")
     roll_age_s: float = Field(30.0, gt=0, description="Oldest buffered row, at most, before a file is written")
     row_group_rows: int = Field(100_000, ge=1000)
     compression: str = Field("zstd", pattern=r"^(zstd|snappy|gzip|lz4|none)$")

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from fieldstream import metrics
 from fieldstream.config.parquet import ParquetSettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas.reading import Reading
@@ -204,8 +205,21 @@ class ParquetSink:
                 or now - buf.opened_at >= s.roll_age_s
             )
             if due and buf.rows:
-                self._write_file(key, buf.start_offset, pa.concat_tables(buf.tables))
-                del self._buffers[key]
+                self._write_buffer(key)
+        # However many partitions and hours are open: a backlog fills all of them at once.
+        buffered = sum(b.nbytes for b in self._buffers.values())
+        for key in sorted(self._buffers, key=lambda k: self._buffers[k].nbytes, reverse=True):
+            if buffered <= s.buffer_bytes:
+                break
+            if self._clean((key[0], key[1])):
+                buffered -= self._buffers[key].nbytes
+                self._write_buffer(key)
+        metrics.PARQUET_BUFFERED_BYTES.set(buffered)
+
+    def _write_buffer(self, key: tuple[str, int, date, int]) -> None:
+        buf = self._buffers[key]
+        self._write_file(key, buf.start_offset, pa.concat_tables(buf.tables))
+        del self._buffers[key]  # only once written: a failed file keeps its rows
 
     def _write_file(self, key: tuple[str, int, date, int], start_offset: int, table: pa.Table) -> None:
         topic, partition, day, hour = key

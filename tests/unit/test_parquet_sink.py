@@ -5,10 +5,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from fieldstream import metrics
 from fieldstream.config.parquet import ParquetSettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas.reading import Location, Reading
 from fieldstream.sinks.parquet import ParquetSink
+from fieldstream.sinks.parquet_format import readings_table
 
 T0 = datetime(2026, 3, 4, 10, 59, 50, tzinfo=UTC)
 
@@ -61,6 +63,29 @@ async def test_rolls_by_rows(tmp_path):
     await s.start()
     await s.write(readings(8))
     assert len(list((tmp_path / "lake").rglob("*.parquet"))) == 2  # 0..7 are in hour 10, rolled at 4 rows
+
+
+async def test_past_the_buffer_bound_the_largest_buffers_are_written_early(tmp_path):
+    rows = {0: 10, 1: 5, 2: 2}  # partition → readings, all in one event hour
+    size = {p: readings_table(readings(n, partition=p)).nbytes for p, n in rows.items()}
+    s = sink(tmp_path, buffer_bytes=size[1] + size[2])  # room for all but the largest
+    await s.start()
+    await s.write([r for p, n in rows.items() for r in readings(n, partition=p)])
+    files = [p.name for p in (tmp_path / "lake").rglob("*.parquet")]
+    assert files == ["t-0000-00000000000000000000.parquet"]
+    assert s.pending_low_offsets() == {("t", 1): 0, ("t", 2): 0}
+    assert metrics.PARQUET_BUFFERED_BYTES._value.get() == size[1] + size[2]
+    await s.flush()
+    assert dataset_rows(tmp_path).num_rows == sum(rows.values())
+    assert metrics.PARQUET_BUFFERED_BYTES._value.get() == 0
+
+
+async def test_under_the_buffer_bound_nothing_is_written_early(tmp_path):
+    s = sink(tmp_path, buffer_bytes=readings_table(readings(10)).nbytes)
+    await s.start()
+    await s.write(readings(10))
+    assert not list((tmp_path / "lake").rglob("*.parquet"))
+    assert s.pending_low_offsets() == {("t", 0): 0}
 
 
 async def test_a_write_retried_after_a_failed_file_goes_on_without_appending_twice(tmp_path, monkeypatch):
