@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import socket
 import sys
 import threading
@@ -250,6 +251,12 @@ def delete_consumer_groups(groups: list[str], timeout_s: float = 30, quiet: bool
 
 
 # -- process resources -------------------------------------------------------------------
+def exit_on_sigterm() -> None:
+    """SIGTERM (a `timeout`, a CI stop) unwinds like Ctrl-C: the `finally` blocks stop the workers
+    a run started (in their own sessions, they would outlive it and go on using the CPU)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def free_port() -> int:
     """A port free now: bench workers' web ports, so two runs side by side do not collide."""
     with socket.socket() as s:

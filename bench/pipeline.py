@@ -41,7 +41,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    append_section, delete_consumer_groups, delete_topics_starting, free_port, machine_summary, markdown_table,
+    append_section, delete_consumer_groups, delete_topics_starting, exit_on_sigterm, free_port, machine_summary,
+    markdown_table,
 )
 from preload import preload, reading  # noqa: E402
 
@@ -265,6 +266,7 @@ def settings_of(variant: str) -> dict[str, str]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readings", type=int, default=2_000_000)
     p.add_argument("--devices", type=int, default=10_000)

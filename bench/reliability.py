@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import exit_on_sigterm  # noqa: E402
 from pipeline import Workers, _admin, worker_env  # noqa: E402
 
 from fieldstream.config import load_settings  # noqa: E402
@@ -139,6 +140,7 @@ async def fetch(settings, database: str, sql: str) -> list:
 
 
 def main() -> None:  # noqa: PLR0915 - one scripted run, read top to bottom
+    exit_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readings", type=int, default=200_000)
     p.add_argument("--devices", type=int, default=500)

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table, record  # noqa: E402
+from common import exit_on_sigterm, markdown_table, record  # noqa: E402
 from pipeline import run_latency, run_pipeline  # noqa: E402
 from preload import preload  # noqa: E402
 
@@ -44,6 +44,7 @@ def peers(topic: str, n: int) -> dict[str, float]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readings", type=int, default=2_000_000)
     p.add_argument("--devices", type=int, default=10_000)
