@@ -189,7 +189,10 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
         if paused_here:
             consumer.pause_partitions({tp})
         try:
-            await consumer.seek(tp, offset)
+            # On the consumer's own thread, as Faust's recovery seeks: a seek from this one
+            # raced aiokafka's fetcher there (KeyError in Fetcher.fetched_records: it deletes
+            # the partition's fetched records) and crashed the worker.
+            await consumer.seek_wait({tp: offset})
         except IllegalStateError:  # revoked meanwhile: its next owner starts from the committed offset
             log.warning("ingest: %s[%d] was revoked before it could be read again from %d",
                         tp.topic, tp.partition, offset)
