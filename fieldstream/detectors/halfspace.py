@@ -57,8 +57,8 @@ class _DeviceNorm:
 class _Block:
     """A device's open block: per metric, the sum and count of its finite values.
 
-    Running sums, not the readings' metric dicts: with 10,000 devices the dicts of
-    open blocks (up to `sample_every` each) were ~100 MB of a worker's memory.
+    Running sums, not the readings' metric dicts: with 10,000 devices the dicts of open
+    blocks (up to `sample_every` each) were ~1M live objects, 54 MB of a worker's peak.
     """
 
     __slots__ = ("readings", "sums", "counts")
