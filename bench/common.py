@@ -164,7 +164,8 @@ def append_section(title: str, command: str, machine: str, body: str) -> None:
     """Append `## title (date)` with the machine paragraph, the exact command and `body` to docs/BENCHMARKS.md."""
     BENCHMARKS.parent.mkdir(exist_ok=True)
     if not BENCHMARKS.exists():
-        BENCHMARKS.write_text("# Benchmarks\n\nEvery section was appended by the script named in it.\n")
+        BENCHMARKS.write_text("# Benchmarks\n\nSections below are in the order they were run, each with its date, "
+                              "machine, versions and command.\n")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with BENCHMARKS.open("a") as out:
         out.write(f"\n## {title} ({stamp})\n\nMachine: {machine}\n\nCommand: `{command}`\n\n{body}\n")

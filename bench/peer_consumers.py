@@ -1,7 +1,7 @@
 """The peers bench/peers.py compares, one per subprocess (and bench/peer_faust_app.py for Faust).
 
     python bench/peer_consumers.py aiokafka --topic T --readings N --group G --registry URL --bootstrap B
-    /tmp/fs/quix-venv/bin/python bench/peer_consumers.py quix --topic T --readings N --group G ...
+    .venv-quix/bin/python bench/peer_consumers.py quix --topic T --readings N --group G ...
 
 Each consumes T from the beginning with a fresh consumer group and decodes every
 value the same way (split the 5-byte registry frame, fastavro.schemaless_reader

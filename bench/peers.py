@@ -24,8 +24,8 @@ shutdown), from RUSAGE_CHILDREN. The last line printed is JSON with the rates, f
 bench/pipeline.py and docs.
 
 Quix Streams runs from its own virtualenv (--quix-python, default
-/tmp/fs/quix-venv/bin/python: `python -m venv /tmp/fs/quix-venv &&
-/tmp/fs/quix-venv/bin/pip install quixstreams fastavro`) because it pins
+.venv-quix/bin/python, which `make bench` creates: `python -m venv .venv-quix &&
+.venv-quix/bin/pip install quixstreams fastavro`) because it pins
 confluent-kafka < 2.13, older than fieldstream's.
 
 Consumer groups, the topics the peers create (Faust's assignor topic, Quix's
