@@ -19,16 +19,17 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from river import drift, stats
+from river import stats
 
 from fieldstream.detectors.base import Verdict
+from fieldstream.detectors.river_models import ADWIN, PageHinkley
 from fieldstream.schemas.reading import Reading
 
 
 class _Stream:
     __slots__ = ("total", "count", "prev", "ref", "noise", "blocks", "test")
 
-    def __init__(self, test: drift.PageHinkley | drift.ADWIN) -> None:
+    def __init__(self, test: PageHinkley | ADWIN) -> None:
         self.total = 0.0
         self.count = 0
         self.prev: float | None = None  # previous block mean
@@ -66,11 +67,11 @@ class DriftDetector:
         self._streams: dict[str, _Stream] = {}
         self.fed: bool = False  # did the last reading complete a block (for the alert cool-down)?
 
-    def _new_test(self) -> drift.PageHinkley | drift.ADWIN:
+    def _new_test(self) -> PageHinkley | ADWIN:
         if self.method == "adwin":
             # clock=1: check for a cut at every block mean; they are few, so that is cheap.
-            return drift.ADWIN(delta=self.adwin_delta, clock=1, min_window_length=self.warmup_blocks)
-        return drift.PageHinkley(min_instances=self.warmup_blocks, delta=self.delta,
+            return ADWIN(delta=self.adwin_delta, clock=1, min_window_length=self.warmup_blocks)
+        return PageHinkley(min_instances=self.warmup_blocks, delta=self.delta,
                                  threshold=self.threshold, alpha=1.0)
 
     def score_learn_one(self, reading: Reading) -> list[Verdict]:

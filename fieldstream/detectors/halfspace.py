@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from river import anomaly, stats
+from river import stats
 
 from fieldstream.detectors.base import DEVICE, Verdict
+from fieldstream.detectors.river_models import HalfSpaceTrees, QuantileFilter
 from fieldstream.schemas.reading import Reading
 
 
@@ -112,8 +113,8 @@ class HalfSpaceDetector:
         self.z_clip = z_clip
         self.warmup = sample_every * max(1, warmup_samples)
         self.seed = seed
-        self._filter = anomaly.QuantileFilter(
-            anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed),
+        self._filter = QuantileFilter(
+            HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed),
             q=q,
         )
         self._features: tuple[str, ...] | None = None  # fixed by the first complete block
