@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,6 +39,10 @@ class WorkerSettings(Section):
     )
     gc_full_every: int = Field(
         100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
+    )
+    arrow_memory_pool: Literal["system", "jemalloc", "mimalloc"] = Field(
+        "system", description="Allocator of Arrow's buffers (the Parquet sink's); pyarrow's default "
+                              "(mimalloc or jemalloc) keeps freed pages resident for a while after a burst",
     )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=30_000,

@@ -33,6 +33,7 @@ from fieldstream.sinks.timescale import TimescaleSink
 from fieldstream.streams.acks import REWIND_PATIENCE_S, AckGate, committed_starts
 from fieldstream.streams.ownership import Ownership
 from fieldstream.streams.flow import FlowTracker
+from fieldstream.streams.arrow_memory import use_arrow_pool
 from fieldstream.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def attach_ingest(app: faust.App, settings: Settings, pipeline: Pipeline, stages
     @app.agent(readings, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         tune_gc(settings.worker.gc_young_threshold, settings.worker.gc_full_every)
+        use_arrow_pool(settings.worker.arrow_memory_pool)
         async for events in stream.take_events(settings.worker.batch_max, settings.worker.batch_within_s):
             # Pinned at once: take_events acks a batch even when its processing is cancelled
             # (shutdown) or fails; a pinned message is acked only by the gate's release.

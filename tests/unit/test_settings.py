@@ -30,6 +30,7 @@ def test_every_variable_has_the_project_prefix():
         ("FIELDSTREAM_TOPIC_PARTITIONS", "0"),
         ("FIELDSTREAM_REGISTRY_URL", "ftp://registry"),
         ("FIELDSTREAM_WORKER_STORE", "rocksdb://"),
+        ("FIELDSTREAM_WORKER_ARROW_MEMORY_POOL", "tcmalloc"),
     ],
 )
 def test_an_invalid_value_names_its_setting(monkeypatch, variable, value):
