@@ -10,9 +10,17 @@ A batch closes windows but does not emit them: at a window boundary every device
 closes its windows within one reading interval, several aggregates per reading,
 and emitting them in the batch held every reading behind them (the latency spike
 at each minute). The timer emits them a slice at a time instead, within its time
-budget, and a batch emits those still waiting after EMIT_WITHIN_S itself, so a
+budget, and a batch emits those the timer has not come round to itself (below), so a
 stream faster than the timer's budget cannot pile them up. Until emitted they are
 part of the device's state (engine.add with defer), checkpoint included.
+
+In a backlog every device closes its windows at about the same moment, and the timer's
+budget is too small for them. With one deadline for all, their windows piled up and were
+then emitted in one go while the stream stood still (~20 s at a time). So a batch emits a
+device's windows once they have waited EMIT_AFTER_S and the device's turn comes round (one
+of the twenty one-second turns up to EMIT_WITHIN_S, from a hash of its id): the same work,
+spread evenly. Each device's state is still written once per 20-40 s, not once per window:
+emitting sooner (10-20 s) cost 4-11 % of a worker's throughput (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import asyncio
 import heapq
 import time
 from collections import Counter
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +46,9 @@ from fieldstream.windows.state import DeviceWindows
 LATE_PREFIX = "fieldstream.late."
 CLOSE_SLICE = 250  # devices whose due windows one timer slice closes
 CLOSE_BUDGET_S = 0.2  # of each timer tick spent closing windows; the rest waits for the next tick
-EMIT_WITHIN_S = 20.0  # a closed window waits at most this long (processing time) to be emitted
+EMIT_AFTER_S = 20.0  # a batch leaves a closed window this long (processing time) to the timer,
+EMIT_WITHIN_S = 40.0  # and emits it by this long, in its device's turn in between (see above)
+TURN_S = 1.0
 
 
 
@@ -54,9 +64,11 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
 
     def __init__(self, engine: WindowEngine, store: MutableMapping[str, bytes], partitions: int,
                  publisher: AvroPublisher, table_sink: WindowTableSink, late: TopicPublisher,
-                 retry: Retry = no_retry, checkpoint_s: float = 5.0) -> None:
+                 retry: Retry = no_retry, checkpoint_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(store, partitions, checkpoint_s, (publisher, table_sink, late), retry)
         self.engine = engine
+        self.monotonic = monotonic
         self.publisher = publisher
         self.table_sink = table_sink
         self.late = late
@@ -65,8 +77,9 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
         self._schedule: list[tuple[int, str]] = []  # (when, device); entries not in _scheduled are stale
         self._scheduled: dict[str, int] = {}  # device → when it is due
         self._schedule_for: frozenset[int] | None = None  # the partitions the schedule covers
-        # Devices with closed windows not yet emitted → when (time.monotonic()) the first one closed.
+        # Devices with closed windows not yet emitted → when (monotonic) the first one closed.
         self._unemitted: dict[str, float] = {}
+        self._turn = -1  # the last turn (monotonic // TURN_S) a batch served
 
     def state(self, device_id: str, device_type: str = "", will_change: bool = True) -> DeviceWindows:
         return self.states.get(device_id, lambda: self.engine.new_state(device_id, device_type), will_change)
@@ -87,7 +100,7 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             finals: list[dict[str, Any]] = []
             late: list[tuple[Reading, tuple[LateMetric, ...]]] = []
             scheduled, unemitted, engine = self._scheduled, self._unemitted, self.engine
-            now_us, clock = to_us(now), time.monotonic()
+            now_us, clock = to_us(now), self.monotonic()
             async for r in in_turns(readings):
                 state = self.state(r.device_id, r.device_type)
                 result = engine.add(state, r, now, defer=True)
@@ -104,23 +117,32 @@ class WindowStage(DeviceStateStage[DeviceWindows]):
             await self._emit(finals)
             if late:
                 await self._send_late(late)
-            await self._emit_overdue(clock - EMIT_WITHIN_S)
+            await self._emit_devices(self._turn_come(clock))
             metrics.WINDOWS_WAITING.set(len(unemitted))
 
-    async def _emit_overdue(self, closed_before: float) -> None:
-        """Emit, a slice of devices at a time, the windows closed before `closed_before` (monotonic).
-
-        A slice at a time: in a backlog every device is overdue at once, and their aggregates
-        as one list (100,000 dicts) were the worker's peak memory.
-        """
-        overdue = []
+    def _turn_come(self, clock: float) -> list[str]:
+        """Waiting devices a batch emits now: those that waited EMIT_AFTER_S whose turn has come
+        since the last batch, and those that waited EMIT_WITHIN_S."""
+        turns = max(1, round((EMIT_WITHIN_S - EMIT_AFTER_S) / TURN_S))
+        turn = int(clock // TURN_S)
+        served = {t % turns for t in range(max(self._turn + 1, turn - turns + 1), turn + 1)}
+        self._turn = turn
+        waited_within = clock - EMIT_WITHIN_S
+        waited_after = clock - EMIT_AFTER_S if served else waited_within  # no new turn: the deadline only
+        chosen = []
         for device_id, since in self._unemitted.items():  # oldest first
-            if since > closed_before:
+            if since > max(waited_after, waited_within):
                 break
-            overdue.append(device_id)
-        for start in range(0, len(overdue), CLOSE_SLICE):
+            if since <= waited_within or hash(device_id) % turns in served:
+                chosen.append(device_id)
+        return chosen
+
+    async def _emit_devices(self, device_ids: list[str]) -> None:
+        """Emit these devices' closed windows, a slice of devices at a time (their aggregates as one
+        list, 100,000 dicts in a backlog, were once the worker's peak memory)."""
+        for start in range(0, len(device_ids), CLOSE_SLICE):
             finals: list[dict[str, Any]] = []
-            for device_id in overdue[start:start + CLOSE_SLICE]:
+            for device_id in device_ids[start:start + CLOSE_SLICE]:
                 del self._unemitted[device_id]
                 closed = self.engine.emit_closed(self.state(device_id))
                 if closed:

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from fieldstream.partitioning import partition_for
 from fieldstream.schemas.reading import Reading
 from fieldstream.windows import WindowEngine, parse_specs
-from fieldstream.windows.stage import CLOSE_SLICE, WindowStage
+from fieldstream.windows.stage import CLOSE_SLICE, EMIT_AFTER_S, EMIT_WITHIN_S, WindowStage
 
 T0 = datetime(2024, 3, 1, 12, 0, 5, tzinfo=UTC)
 PARTITIONS = 4
@@ -200,6 +200,37 @@ def test_a_batch_emits_windows_that_waited_too_long_for_the_timer(monkeypatch):
         await stage.on_batch(boundary_batch(devices), T0 + timedelta(seconds=75))
         assert sorted(r["device_id"] for r in published.records) == sorted(devices)
         assert not any(stage.engine.unemitted(stage.state(d, will_change=False)) for d in devices)
+
+    asyncio.run(scenario())
+
+
+def test_windows_all_devices_closed_at_once_are_emitted_by_later_batches_spread_over_the_devices_turns():
+    """A backlog: no timer tick gets round to them, and a batch a second follows."""
+    engine = WindowEngine(parse_specs(["tumbling:60"]), grace_s=10, intervals_s={"soil_station": 10.0})
+    clock = [0.0]
+    published = Collect("windows_topic")
+    stage = WindowStage(engine, {}, PARTITIONS, published, Collect("windows_pg"), Collect("late"),
+                        monotonic=lambda: clock[0])
+    devices = [f"dev-{i}" for i in range(3 * CLOSE_SLICE)]
+
+    async def scenario() -> None:
+        await seen_once(stage, devices)
+        await stage.on_batch(boundary_batch(devices), T0 + timedelta(seconds=75))  # every device closes one
+        per_batch = []
+        for second in range(1, int(EMIT_WITHIN_S) + 1):
+            clock[0] = float(second)
+            before = len(published.records)
+            await stage.on_batch([], T0 + timedelta(seconds=75))
+            per_batch.append(len(published.records) - before)
+        waited = int(EMIT_AFTER_S) - 1
+        assert per_batch[:waited] == [0] * waited  # before EMIT_AFTER_S they are the timer's
+        emitting = per_batch[waited:]
+        assert sum(emitting) == len(devices)
+        assert sorted(r["device_id"] for r in published.records) == sorted(devices)  # each once
+        # spread: no batch took more than twice a turn's share, and most turns had some
+        turns = round(EMIT_WITHIN_S - EMIT_AFTER_S)
+        assert max(emitting) <= 2 * len(devices) // turns
+        assert sum(1 for n in emitting if n) >= turns - 1
 
     asyncio.run(scenario())
 
