@@ -15,7 +15,8 @@ class WorkerSettings(Section):
 
     app_id: str = Field("fieldstream", min_length=1, description="Faust app id = consumer group")
     web_port: int = Field(16066, ge=1, le=65535, description="Port of /metrics, /health, /ready")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field("127.0.0.1", description="Address /metrics, /health, /ready listen on (0.0.0.0: every "
+                                                  "interface, as in a container)")
     data_dir: Path = Field(Path(".stack/worker"), description="Faust table state")
     store: str = Field("memory://", description="Faust table store URL; only memory:// (state is restored "
                                                 "from the changelogs at start-up)")

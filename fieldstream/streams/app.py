@@ -60,6 +60,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=broker_credentials(settings),
         store=w.store,
         datadir=str(w.data_dir),
+        # web_bind is where the server listens (Faust's default: every interface); web_host only
+        # names it in URLs.
+        web_bind=w.web_host,
         web_host=w.web_host,
         web_port=w.web_port,
         topic_partitions=settings.topics.partitions,

@@ -47,6 +47,14 @@ def test_worker_help_has_fausts_flags():
     assert "--web-port" in result.stdout and "--loglevel" in result.stdout
 
 
+def test_worker_help_names_the_defaults_a_worker_starts_with_not_fausts():
+    help_text = " ".join(run("worker", "--help", env={"FIELDSTREAM_WORKER_WEB_PORT": "17077"}).stdout.split())
+    assert "FIELDSTREAM_WORKER_WEB_PORT, now 17077" in help_text and "6066" not in help_text
+    assert "FIELDSTREAM_WORKER_WEB_HOST, now 127.0.0.1" in help_text
+    root = " ".join(run("--help").stdout.split())
+    assert "FIELDSTREAM_WORKER_DATA_DIR, now .stack/worker" in root and "{conf.name}-data" not in root
+
+
 def test_a_bad_setting_stops_startup_naming_it():
     result = run("status", env={"FIELDSTREAM_PG_PORT": "not-a-port"})
     assert result.returncode == 2

@@ -23,8 +23,14 @@ def test_a_data_dir_whose_parents_do_not_exist_yet_is_created(tmp_path: Path) ->
     assert Path(app.conf.tabledir).is_relative_to(data_dir)
 
 
+def test_the_web_server_listens_only_where_the_setting_says(tmp_path: Path) -> None:
+    assert create_app(Settings(worker=WorkerSettings(data_dir=tmp_path))).conf.web_bind == "127.0.0.1"
+    conf = create_app(Settings(worker=WorkerSettings(data_dir=tmp_path, web_host="0.0.0.0"))).conf
+    assert conf.web_bind == conf.web_host == "0.0.0.0"
+
+
 def test_the_app_bounds_what_the_worker_fetches_ahead_of_its_stream(tmp_path: Path) -> None:
-    worker = WorkerSettings(data_dir=tmp_path, batch_max=300, prefetch_max=1200, fetch_partition_bytes=65536)
+    worker = WorkerSettings(data_dir=tmp_path, batch_max=500, prefetch_max=1200, fetch_partition_bytes=65536)
     conf = create_app(Settings(worker=worker)).conf
     assert conf.stream_buffer_maxsize == 1200
     assert conf.broker_max_poll_records == 300  # a quarter of the buffer per poll
