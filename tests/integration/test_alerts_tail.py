@@ -114,12 +114,10 @@ def test_tail_severity_critical_shows_only_critical_alerts_as_they_arrive() -> N
                     _alert(203, "sim-collar-00003", "warning", "geofence", state="resolved"),
                     _alert(204, "sim-tank-00005", "critical", "spike")]
             for alert in live:
-                published = time.monotonic()
                 publish(alert)
                 if alert["severity"] == "critical":  # shown as it arrives, before the next is published
                     printed.append(json.loads(lines.get(timeout=10)))
                     assert printed[-1]["alert_id"] == alert["alert_id"]
-                    assert time.monotonic() - published < 10
             time.sleep(1.5)  # anything else would be printed by now
             while not lines.empty():
                 printed.append(json.loads(lines.get()))

@@ -167,7 +167,13 @@ def test_sql_panels_count_exactly_what_the_worker_stored(live):
     assert sorted((r["device_id"], r["readings_in_range"], r["readings_total"]) for r in active) == [
         (f"{live.settings.worker.app_id}-dev-{d}", READINGS // 6, READINGS // 6) for d in range(6)]
     quiet = next(rows for panel, rows in results.items() if panel.startswith("Devices going quiet"))
-    assert len(quiet) == 6 and all(r["silent_for"] >= timedelta(0) for r in quiet)
+    # Each device's last reading was `READINGS - i` seconds before produced_at (i: its last index).
+    last_seen = {f"{live.settings.worker.app_id}-dev-{d}": live.produced_at - timedelta(seconds=READINGS - i)
+                 for i in range(READINGS) for d in [i % 6]}
+    assert [r["device_id"] for r in quiet] == sorted(last_seen, key=last_seen.get)  # longest silent first
+    for r in quiet:
+        assert r["last_seen"] == last_seen[r["device_id"]]
+        assert r["silent_for"] >= live.produced_at - r["last_seen"]
 
 
 # Moved only by a registry outage: tests/integration/test_registry_outage.py checks it.

@@ -114,12 +114,10 @@ def test_registry_outage_dead_letters_nothing_and_loses_nothing(scenario, worker
     finally:
         registry.up()  # always: a failed assertion above must not leave it down
 
-    # 3. The registry is back: every reading arrives, once, with its values and lineage.
-    back_at = time.monotonic()
+    # 3. The registry is back: every reading arrives, once, with its values and lineage (within
+    # a minute: the registry backoff is capped at FIELDSTREAM_REGISTRY_RETRY_MAX_S, 10 s).
     wait_for(lambda: rows(f"{prefix}-%") == len(expected), 60,
              f"all {len(expected)} readings in PostgreSQL after the outage", workers=workers)
-    recovery_s = time.monotonic() - back_at
-    assert recovery_s < 45, f"took {recovery_s:.0f}s to catch up after the registry returned"
     assert sum(end_offsets(settings, settings.topics.dlq).values()) == 0
     assert metric_total(worker.port, "fieldstream_dead_letters_total") == 0
     assert metric_total(worker.port, "fieldstream_registry_retries_total") > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,9 +81,7 @@ def test_status_names_each_unreachable_service_without_a_traceback(tmp_path):
         "FIELDSTREAM_PG_PORT": closed,
         "FIELDSTREAM_PARQUET_PATH": str(tmp_path / "no-lake-yet"),
     }
-    started = time.monotonic()
-    result = run_fieldstream("status", "--timeout", "2", env=env)
-    assert time.monotonic() - started < 30
+    result = run_fieldstream("status", "--timeout", "2", env=env, timeout_s=30)  # gives up, does not hang
     assert result.returncode == 1
     assert "Traceback" not in result.output
     for service in ("Kafka at 127.0.0.1:", "schema registry at http://127.0.0.1:", "PostgreSQL at 127.0.0.1:"):

@@ -52,7 +52,10 @@ def test_clock_skew_tolerance(validator):
 
 
 def test_unknown_device_types_are_only_checked_for_finiteness(validator):
-    validator.check(reading(device_type="weird", metrics={"anything": 1e6}), b"d1", NOW)
+    validator.check(reading(device_type="weird", metrics={"anything": 1e6}), b"d1", NOW)  # no range to break
+    with pytest.raises(ValidationError) as err:
+        validator.check(reading(device_type="weird", metrics={"anything": float("nan")}), b"d1", NOW)
+    assert err.value.reason == "not_finite"
 
 
 def test_recent_seqs_drop_duplicates_and_forget_old_ones():
