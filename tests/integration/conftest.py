@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,7 +14,15 @@ from fieldstream.topics import ensure_topics
 
 from .harness import Scenario, Worker
 
-pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test here needs the stack (`-m integration` / `-m "not integration"`): a
+    `pytestmark` in a conftest applies to no module."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
