@@ -9,6 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from fieldstream.config.base import Section, section
 
+ArrowPool = Literal["system", "jemalloc", "mimalloc"]  # Arrow's allocators (streams/arrow_memory.py)
+
 
 class WorkerSettings(Section):
     model_config = section("WORKER")
@@ -41,7 +43,7 @@ class WorkerSettings(Section):
     gc_full_every: int = Field(
         100, ge=1, description="Middle collections between full ones, which walk all device state (CPython: 10)"
     )
-    arrow_memory_pool: Literal["system", "jemalloc", "mimalloc"] = Field(
+    arrow_memory_pool: ArrowPool = Field(
         "system", description="Allocator of Arrow's buffers (the Parquet sink's); pyarrow's default "
                               "(mimalloc or jemalloc) keeps freed pages resident for a while after a burst",
     )

@@ -72,7 +72,7 @@ class DriftDetector:
             # clock=1: check for a cut at every block mean; they are few, so that is cheap.
             return ADWIN(delta=self.adwin_delta, clock=1, min_window_length=self.warmup_blocks)
         return PageHinkley(min_instances=self.warmup_blocks, delta=self.delta,
-                                 threshold=self.threshold, alpha=1.0)
+                           threshold=self.threshold, alpha=1.0)
 
     def score_learn_one(self, reading: Reading) -> list[Verdict]:
         out: list[Verdict] = []

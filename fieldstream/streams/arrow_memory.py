@@ -3,20 +3,18 @@
 A worker's Arrow memory comes in bursts: the Parquet sink converts each batch into
 Arrow tables, and when files roll it encodes many of them at once. pyarrow's default
 pool (mimalloc or jemalloc, by build) keeps the pages it freed for a while before
-giving them back; with two workers that burst was each worker's peak. The system allocator gives them back at once: 537 → 499 MB per
-worker, same throughput, measured side by side (docs/BENCHMARKS.md).
+giving them back; the system allocator gives them back at once: 16-38 MB less per
+worker with two workers, same throughput, side by side (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
-
 import pyarrow as pa
 
-log = logging.getLogger(__name__)
+from fieldstream.config.worker import ArrowPool
 
-ArrowPool = Literal["system", "jemalloc", "mimalloc"]
+log = logging.getLogger(__name__)
 
 _POOLS = {
     "system": pa.system_memory_pool,

@@ -15,7 +15,6 @@ from fieldstream.topics import ensure_topics
 from .harness import Scenario, Worker
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test here needs the stack (`-m integration` / `-m "not integration"`): a
     `pytestmark` in a conftest applies to no module."""

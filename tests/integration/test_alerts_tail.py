@@ -10,7 +10,6 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from click.testing import CliRunner
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -23,8 +22,6 @@ from fieldstream.schemas.files import ALERT_V1, schema_text
 
 from .devices_support import fresh_topic
 from .harness import BIN
-
-pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
 

@@ -22,8 +22,6 @@ from fieldstream.schemas.files import READING_V1, READING_V2, parsed
 
 from .devices_support import fresh_topic, read_all
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 NAB_DIR = REPO / "examples" / "data" / "nab"
 ROWS = 100_000

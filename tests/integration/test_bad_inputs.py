@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from fieldstream.devices import DeviceProducer
 from fieldstream.schemas.admin import register_bundled
 from fieldstream.schemas.files import ALERT_V1, READING_V2, WINDOW_V1
@@ -27,8 +25,6 @@ from .conftest import pg_fetch
 from .framing import framed, reading
 from .harness import Worker, consume_all, end_offsets, metric_total, wait_for
 from .test_sink_faults import lake_counts
-
-pytestmark = pytest.mark.integration
 
 UNKNOWN_SCHEMA_ID = 987_654_321  # far beyond any id the registry hands out
 ERROR_CLASS = {"decode": "DecodeError", "validate": "ValidationError", "sink": "RecordRejected"}

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from fieldstream.partitioning import device_partition
 from fieldstream.streams.changelog import ChangelogWriter
 from fieldstream.topics import ensure_topics
-
-pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 

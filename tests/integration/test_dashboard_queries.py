@@ -31,8 +31,6 @@ from fieldstream.topics import ensure_topics
 from .conftest import pg_fetch
 from .harness import Scenario, Worker, wait_for
 
-pytestmark = pytest.mark.integration
-
 QUERIES = dashboard.queries(dashboard.load())
 READINGS = 60
 # One tank probe reading under the default critical dissolved-oxygen threshold: the alert panels

@@ -6,15 +6,12 @@ import asyncio
 import uuid
 
 import asyncpg
-import pytest
 
 from fieldstream.sinks.migrations import MIGRATIONS
 from fieldstream.sinks.windows_pg import WindowTableSink, table_name
 
 from .cli_support import run_fieldstream
 from .conftest import pg_fetch
-
-pytestmark = pytest.mark.integration
 
 
 def test_db_migrate_is_idempotent_and_logs_the_database_kind(stack_settings):

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from .cli_support import run_fieldstream
-
-pytestmark = pytest.mark.integration
 
 
 def test_demo_lands_something_in_every_sink(stack_settings):

@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -27,8 +26,6 @@ from fieldstream.schemas.files import ALERT_V1, schema_text
 from .conftest import pg_fetch
 from .framing import reading
 from .harness import FAST_FAILOVER_ENV, Worker, committed_offsets, consume_all, end_offsets, wait_for
-
-pytestmark = pytest.mark.integration
 
 WARMUP = 30
 WORKER_ENV = {

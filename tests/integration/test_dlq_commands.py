@@ -26,8 +26,6 @@ from .conftest import pg_fetch
 from .framing import READER, framed, reading
 from .harness import Worker, committed_offsets, consume_all, end_offsets, metric_total, wait_for
 
-pytestmark = pytest.mark.integration
-
 REPLAYED = ("fieldstream.replayed", b"1")
 
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fieldstream.devices import DeviceProducer
 
 from .conftest import pg_fetch
 from .harness import Worker, wait_for
-
-pytestmark = pytest.mark.integration
 
 READINGS = 20
 

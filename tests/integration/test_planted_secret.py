@@ -17,15 +17,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from fieldstream.devices import DeviceProducer
 
 from .cli_support import Run, run_fieldstream
 from .conftest import pg_fetch
 from .harness import BIN, Scenario, Worker, wait_for
-
-pytestmark = pytest.mark.integration
 
 MASK = "**********"
 

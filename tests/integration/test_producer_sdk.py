@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fieldstream.devices import DeliveryReport, DeviceProducer
 from fieldstream.schemas import codec
 
 from .framing import reading
 from .harness import consume_all, free_port
-
-pytestmark = pytest.mark.integration
 
 
 def test_delivery_reports_carry_the_offsets_the_broker_gave(scenario):

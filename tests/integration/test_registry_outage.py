@@ -30,8 +30,6 @@ from fieldstream.stack.registry import RegistryService
 from .conftest import pg_fetch
 from .harness import Worker, end_offsets, free_port, metric_total, wait_for
 
-pytestmark = pytest.mark.integration
-
 OUTAGE_S = 20.0
 
 

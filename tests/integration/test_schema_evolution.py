@@ -15,8 +15,6 @@ from fieldstream.devices import DeviceProducer, SchemaRejected
 from fieldstream.schemas.admin import registry_client
 from fieldstream.schemas.files import READING_V2, schema_dict, subject_for
 
-pytestmark = pytest.mark.integration
-
 
 def incompatible_reading() -> dict:
     """v2 plus a required field without a default: old data cannot be read with it (not BACKWARD)."""

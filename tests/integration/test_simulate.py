@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -22,8 +21,6 @@ from fieldstream.schemas import codec
 from fieldstream.schemas.files import READING_LATEST, parsed
 
 from .devices_support import fresh_topic, read_all
-
-pytestmark = pytest.mark.integration
 
 
 def test_simulated_fleet_arrives_intact_with_both_schema_versions_and_poison(tmp_path: Path) -> None:

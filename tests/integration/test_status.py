@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fieldstream.devices import DeviceProducer
 from fieldstream.ops.status import collect
 from fieldstream.ops.status_report import render
@@ -16,8 +14,6 @@ from fieldstream.topics import describe_topics
 from .cli_support import run_fieldstream
 from .conftest import pg_fetch
 from .harness import Scenario, Worker, free_port, wait_for
-
-pytestmark = pytest.mark.integration
 
 
 def produce(settings, prefix: str, count: int) -> None:
