@@ -16,7 +16,11 @@ class ParquetSettings(Section):
     buffer_bytes: int = Field(
         48 * 1024 * 1024, ge=1,
         description="Estimated in-memory bytes of all files being filled, at most: past it the largest is written")
+    arrow_bytes: int = Field(
+        16 * 1024 * 1024, ge=1,
+        description="Bytes of rows held as Arrow tables, all files together, at most: past it the largest "
+                    "files' rows are compressed into Parquet row groups in memory (about a tenth of the size)")
     roll_age_s: float = Field(30.0, gt=0, description="Oldest buffered row, at most, before a file is written")
-    row_group_rows: int = Field(100_000, ge=1000)
+    row_group_rows: int = Field(100_000, ge=1000, description="Rows per row group, at most")
     compression: str = Field("zstd", pattern=r"^(zstd|snappy|gzip|lz4|none)$")
     fsync: bool = Field(True, description="fsync local files before counting them durable")

@@ -21,7 +21,7 @@ import re
 import time
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import date
 
 import pyarrow as pa
@@ -41,21 +41,75 @@ APPENDED_RUNS = 64
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class _Buffer:
-    """Rows of one file to come, kept as Arrow tables (one per batch): about a tenth of the memory of
-    the Reading objects, which also hold their Kafka records, and converted once either way."""
 
-    start_offset: int
-    opened_at: float
-    tables: list[pa.Table] = field(default_factory=list)
-    rows: int = 0
-    nbytes: int = 0
+class _OpenFile:
+    """The rows of one file to come, held in memory until the file is written.
+
+    Rows arrive as Arrow tables (one per batch) and are compressed into Parquet row groups
+    as they add up (`encode`), into an in-memory stream: a row there takes about a tenth of
+    its Arrow size. The file itself is written in one piece when it rolls, so a failed write
+    keeps every row for the next try and a reader never sees half a file.
+    """
+
+    def __init__(self, start_offset: int, opened_at: float, compression: str) -> None:
+        self.start_offset = start_offset
+        self.opened_at = opened_at
+        self.compression = compression
+        self.tables: list[pa.Table] = []  # not compressed yet
+        self.pending_rows = 0
+        self.pending_bytes = 0
+        self.encoded_rows = 0
+        self._stream: pa.BufferOutputStream | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.encoded_rows + self.pending_rows
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated memory held: compressed row groups plus the Arrow tables not yet compressed."""
+        return (self._stream.tell() if self._stream is not None else 0) + self.pending_bytes
 
     def add(self, table: pa.Table) -> None:
         self.tables.append(table)
-        self.rows += table.num_rows
-        self.nbytes += table.nbytes
+        self.pending_rows += table.num_rows
+        self.pending_bytes += table.nbytes
+
+    def take(self, rows: int) -> pa.Table:
+        """Remove and return the first `rows` rows not compressed yet."""
+        table = pa.concat_tables(self.tables)
+        rest = table.slice(rows)
+        self.tables = [rest] if rest.num_rows else []
+        self.pending_rows, self.pending_bytes = rest.num_rows, rest.nbytes
+        return table.slice(0, rows)
+
+    def encode(self, rows: int | None = None, row_group_rows: int = 1 << 62) -> None:
+        """Compress the first `rows` pending rows (all by default) into row groups."""
+        rows = self.pending_rows if rows is None else min(rows, self.pending_rows)
+        if rows <= 0:
+            return
+        table = self.take(rows)
+        if self._writer is None:
+            self._stream = pa.BufferOutputStream()
+            self._writer = pq.ParquetWriter(self._stream, table.schema, compression=self.compression)
+        self._writer.write_table(table, row_group_size=row_group_rows)
+        self.encoded_rows += table.num_rows
+
+    def finish(self, row_group_rows: int) -> pa.Buffer:
+        """The whole file's bytes: the pending rows compressed, the footer written."""
+        self.encode(row_group_rows=row_group_rows)
+        assert self._writer is not None and self._stream is not None, "finish() of a file without rows"
+        self._writer.close()
+        return self._stream.getvalue()
+
+
+class _Finished(NamedTuple):
+    """A file's bytes, complete, waiting to be written (again, if writing failed)."""
+
+    key: tuple[str, int, date, int]
+    start_offset: int
+    data: pa.Buffer
 
 
 def file_name(topic: str, partition: int, start_offset: int) -> str:
@@ -73,8 +127,9 @@ class ParquetSink:
         self.settings = settings
         self.fs, self.root = pafs.FileSystem.from_uri(_as_uri(settings.path))
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        # (topic, partition, event date, event hour) → open buffer
-        self._buffers: dict[tuple[str, int, date, int], _Buffer] = {}
+        # (topic, partition, event date, event hour) → the file being filled
+        self._buffers: dict[tuple[str, int, date, int], _OpenFile] = {}
+        self._finished: list[_Finished] = []  # in the order they were finished
         # partitions whose uncommitted files were cleaned up since they became ours
         self._started: set[tuple[str, int]] = set()
         self._awaiting: set[tuple[str, int]] = set()  # newly ours, committed offset not known yet
@@ -119,7 +174,7 @@ class ParquetSink:
         for key, rows in groups.items():
             buf = buffers.get(key)
             if buf is None:
-                buf = buffers[key] = _Buffer(start_offset=rows[0].offset, opened_at=now)
+                buf = buffers[key] = _OpenFile(rows[0].offset, now, self.settings.compression)
             buf.add(readings_table(rows))
         for tp, offsets in new_offsets.items():
             seqs.add_all(appended[tp], sorted(offsets), APPENDED_RUNS)
@@ -138,9 +193,10 @@ class ParquetSink:
 
     def pending_low_offsets(self) -> dict[tuple[str, int], int]:
         low: dict[tuple[str, int], int] = {}
-        for (topic, partition, _, _), buf in self._buffers.items():
+        files = [(k, b.start_offset) for k, b in self._buffers.items()]
+        for (topic, partition, _, _), start in files + [(f.key, f.start_offset) for f in self._finished]:
             tp = (topic, partition)
-            low[tp] = min(low.get(tp, buf.start_offset), buf.start_offset)
+            low[tp] = min(low.get(tp, start), start)
         return low
 
     def pause(self) -> None:
@@ -153,6 +209,7 @@ class ParquetSink:
     def forget_partitions(self, partitions: set[tuple[str, int]]) -> None:
         for key in [k for k in self._buffers if (k[0], k[1]) in partitions]:
             del self._buffers[key]
+        self._finished = [f for f in self._finished if (f.key[0], f.key[1]) not in partitions]
         self._started -= partitions
         self._awaiting -= partitions
         for tp in partitions:
@@ -192,12 +249,13 @@ class ParquetSink:
         for key, buf in list(self._buffers.items()):
             if not self._clean((key[0], key[1])):
                 continue
-            while buf.rows > s.roll_rows:  # full files first; the rest stays buffered
-                table = pa.concat_tables(buf.tables)
-                self._write_file(key, buf.start_offset, table.slice(0, s.roll_rows))
-                rest = table.slice(s.roll_rows)
-                buf.tables, buf.rows, buf.nbytes = [rest], rest.num_rows, rest.nbytes
-                buf.start_offset = rest.column("kafka_offset")[0].as_py()
+            while buf.rows > s.roll_rows:  # full files first; the rest stays for the next one
+                buf.encode(s.roll_rows - buf.encoded_rows, s.row_group_rows)  # none if already past
+                rest = buf.take(buf.pending_rows)
+                self._finish(key, buf)
+                buf = self._buffers[key] = _OpenFile(rest.column("kafka_offset")[0].as_py(), buf.opened_at,
+                                                     s.compression)
+                buf.add(rest)
             due = (
                 force
                 or buf.rows >= s.roll_rows
@@ -205,31 +263,50 @@ class ParquetSink:
                 or now - buf.opened_at >= s.roll_age_s
             )
             if due and buf.rows:
-                self._write_buffer(key)
-        # However many partitions and hours are open: a backlog fills all of them at once.
-        buffered = sum(b.nbytes for b in self._buffers.values())
+                self._finish(key, buf)
+                del self._buffers[key]
+            elif buf.pending_rows >= s.row_group_rows:  # whole row groups; the rest waits for more
+                buf.encode(buf.pending_rows - buf.pending_rows % s.row_group_rows, s.row_group_rows)
+        # However many partitions and hours are open (a backlog fills all of them at once): past the
+        # bound on Arrow rows, the largest are compressed; past the bound on all, the largest written.
+        arrow = sum(b.pending_bytes for b in self._buffers.values())
+        for buf in sorted(self._buffers.values(), key=lambda b: b.pending_bytes, reverse=True):
+            if arrow <= s.arrow_bytes:
+                break
+            arrow -= buf.pending_bytes
+            buf.encode(row_group_rows=s.row_group_rows)
+        held = sum(b.nbytes for b in self._buffers.values())
         for key in sorted(self._buffers, key=lambda k: self._buffers[k].nbytes, reverse=True):
-            if buffered <= s.buffer_bytes:
+            if held <= s.buffer_bytes:
                 break
             if self._clean((key[0], key[1])):
-                buffered -= self._buffers[key].nbytes
-                self._write_buffer(key)
-        metrics.PARQUET_BUFFERED_BYTES.set(buffered)
+                held -= self._buffers[key].nbytes
+                self._finish(key, self._buffers.pop(key))
+        self._write_finished()
 
-    def _write_buffer(self, key: tuple[str, int, date, int]) -> None:
-        buf = self._buffers[key]
-        self._write_file(key, buf.start_offset, pa.concat_tables(buf.tables))
-        del self._buffers[key]  # only once written: a failed file keeps its rows
+    def _finish(self, key: tuple[str, int, date, int], buf: _OpenFile) -> None:
+        self._finished.append(_Finished(key, buf.start_offset, buf.finish(self.settings.row_group_rows)))
 
-    def _write_file(self, key: tuple[str, int, date, int], start_offset: int, table: pa.Table) -> None:
+    def _write_finished(self) -> None:
+        """Write the finished files, oldest first; one that fails stays, with those after it, for the
+        next try."""
+        try:
+            while self._finished:
+                self._write_file(*self._finished[0])
+                del self._finished[0]
+        finally:
+            metrics.PARQUET_BUFFERED_BYTES.set(sum(b.nbytes for b in self._buffers.values())
+                                               + sum(f.data.size for f in self._finished))
+
+    def _write_file(self, key: tuple[str, int, date, int], start_offset: int, data: pa.Buffer) -> None:
         topic, partition, day, hour = key
         directory = f"{self.root}/date={day.strftime('%Y-%m-%d')}/hour={hour:02d}"
         name = file_name(topic, partition, start_offset)
         final, tmp = f"{directory}/{name}", f"{directory}/.{name}.tmp"
         try:
             self.fs.create_dir(directory, recursive=True)
-            pq.write_table(table, tmp, filesystem=self.fs, compression=self.settings.compression,
-                           row_group_size=self.settings.row_group_rows)
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
             if self.local and self.settings.fsync:
                 _fsync(tmp)
             self.fs.move(tmp, final)

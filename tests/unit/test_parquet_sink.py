@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -92,25 +93,98 @@ async def test_under_the_buffer_bound_nothing_is_written_early(tmp_path):
     assert s.pending_low_offsets() == {("t", 0): 0}
 
 
-async def test_a_write_retried_after_a_failed_file_goes_on_without_appending_twice(tmp_path, monkeypatch):
+class FailingOnce:
+    """The sink's filesystem, whose next `open_output_stream` fails (a full disk)."""
+
+    def __init__(self, fs) -> None:
+        self.fs = fs
+        self.failures = 1
+
+    def open_output_stream(self, path):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk full")
+        return self.fs.open_output_stream(path)
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+
+async def test_a_write_retried_after_a_failed_file_goes_on_without_appending_twice(tmp_path):
     s = sink(tmp_path, roll_rows=4)
     await s.start()
     batch = readings(6)
-    real_write_table = pq.write_table
-    failures = iter([OSError("disk full")])
-
-    def flaky_write_table(*args, **kwargs):
-        failure = next(failures, None)
-        if failure:
-            raise failure
-        return real_write_table(*args, **kwargs)
-
-    monkeypatch.setattr(pq, "write_table", flaky_write_table)
+    s.fs = FailingOnce(s.fs)
     with pytest.raises(SinkUnavailable):
         await s.write(batch)  # the file of the first 4 rows fails mid-batch
+    assert s.pending_low_offsets() == {("t", 0): 0}
     await s.write(batch)  # the stream retries the same batch
     await s.flush()
     assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(6))
+
+
+async def test_rows_arriving_after_a_failed_file_go_to_the_next_file(tmp_path):
+    s = sink(tmp_path)
+    await s.start()
+    await s.write(readings(3))
+    s.fs = FailingOnce(s.fs)
+    with pytest.raises(SinkUnavailable):
+        await s.flush()
+    await s.write(readings(3, start_offset=3))  # same partition and hour as the failed file
+    assert s.pending_low_offsets() == {("t", 0): 3}  # the failed file was written on this try
+    await s.flush()
+    files = sorted(p.name for p in (tmp_path / "lake").rglob("*.parquet"))
+    assert files == ["t-0000-00000000000000000000.parquet", "t-0000-00000000000000000003.parquet"]
+    assert sorted(dataset_rows(tmp_path).column("kafka_offset").to_pylist()) == list(range(6))
+    assert s.pending_low_offsets() == {}
+
+
+def in_one_hour(n: int, start_offset: int = 0, partition: int = 0) -> list[Reading]:
+    """`n` readings of one event hour (`readings` crosses an hour every 3,600)."""
+    return [Reading(device_id=f"d{i % 3}", device_type="collar", event_time=T0 + timedelta(microseconds=i),
+                    seq=start_offset + i, metrics={"activity": float(i)}, topic="t", partition=partition,
+                    offset=start_offset + i) for i in range(n)]
+
+
+def row_groups(path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+async def test_past_the_arrow_bound_the_largest_files_rows_are_compressed_not_written(tmp_path):
+    rows = {0: 3000, 1: 1500, 2: 1000}  # partition → readings, all in one event hour
+    size = {p: readings_table(in_one_hour(n, partition=p)).nbytes for p, n in rows.items()}
+    s = sink(tmp_path, arrow_bytes=size[1] + size[2])  # room for all but the largest
+    await s.start()
+    await s.write([r for p, n in rows.items() for r in in_one_hour(n, partition=p)])
+    assert not list((tmp_path / "lake").rglob("*.parquet"))  # nothing written: compressed in memory
+    assert s.pending_low_offsets() == {("t", 0): 0, ("t", 1): 0, ("t", 2): 0}
+    held = buffered_bytes()
+    assert size[1] + size[2] < held < sum(size.values())  # partition 0 takes less than as Arrow
+    await s.write(in_one_hour(500, start_offset=3000))  # more rows for the compressed file
+    await s.flush()
+    table = dataset_rows(tmp_path)
+    assert table.num_rows == sum(rows.values()) + 500
+    first = table.filter(pc.equal(table["kafka_partition"], 0))
+    assert first.column("kafka_offset").to_pylist() == list(range(3500))  # in order, once each
+    assert first.column("seq").to_pylist() == list(range(3500))
+    assert row_groups(next((tmp_path / "lake").rglob("t-0000-*.parquet"))) == [3000, 500]
+    assert buffered_bytes() == 0
+
+
+async def test_a_file_is_cut_into_row_groups_and_split_at_roll_rows(tmp_path):
+    s = sink(tmp_path, row_group_rows=1000, roll_rows=2500)
+    await s.start()
+    for start in range(0, 3000, 600):  # batches smaller than a row group
+        await s.write(in_one_hour(600, start_offset=start))
+    files = sorted((tmp_path / "lake").rglob("*.parquet"))
+    assert [f.name for f in files] == ["t-0000-00000000000000000000.parquet"]  # 2,500 rows, then rolled
+    assert row_groups(files[0]) == [1000, 1000, 500]  # whole row groups as rows wait, the rest at the roll
+    await s.flush()
+    files = sorted((tmp_path / "lake").rglob("*.parquet"))
+    assert [f.name for f in files][1] == "t-0000-00000000000000002500.parquet"
+    assert row_groups(files[1]) == [500]
+    assert dataset_rows(tmp_path).column("kafka_offset").to_pylist() == list(range(3000))
 
 
 async def test_consecutive_batches_are_all_appended(tmp_path):
