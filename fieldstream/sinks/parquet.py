@@ -21,6 +21,7 @@ import re
 import time
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 from datetime import date
 
@@ -33,7 +34,7 @@ from fieldstream import metrics
 from fieldstream.config.parquet import ParquetSettings
 from fieldstream.errors import SinkUnavailable
 from fieldstream.schemas.reading import Reading
-from fieldstream.sinks.parquet_format import readings_table
+from fieldstream.sinks.parquet_format import ParquetContent, readings_table
 from fieldstream.windows import seqs
 
 # Runs of appended offsets remembered per partition: a gap in them is a hole a seek back will fill.
@@ -42,66 +43,13 @@ APPENDED_RUNS = 64
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class _OpenFile:
-    """The rows of one file to come, held in memory until the file is written.
+    """A file being filled: where its rows start, since when, and the rows themselves."""
 
-    Rows arrive as Arrow tables (one per batch) and are compressed into Parquet row groups
-    as they add up (`encode`), into an in-memory stream: a row there takes about a tenth of
-    its Arrow size. The file itself is written in one piece when it rolls, so a failed write
-    keeps every row for the next try and a reader never sees half a file.
-    """
-
-    def __init__(self, start_offset: int, opened_at: float, compression: str) -> None:
-        self.start_offset = start_offset
-        self.opened_at = opened_at
-        self.compression = compression
-        self.tables: list[pa.Table] = []  # not compressed yet
-        self.pending_rows = 0
-        self.pending_bytes = 0
-        self.encoded_rows = 0
-        self._stream: pa.BufferOutputStream | None = None
-        self._writer: pq.ParquetWriter | None = None
-
-    @property
-    def rows(self) -> int:
-        return self.encoded_rows + self.pending_rows
-
-    @property
-    def nbytes(self) -> int:
-        """Estimated memory held: compressed row groups plus the Arrow tables not yet compressed."""
-        return (self._stream.tell() if self._stream is not None else 0) + self.pending_bytes
-
-    def add(self, table: pa.Table) -> None:
-        self.tables.append(table)
-        self.pending_rows += table.num_rows
-        self.pending_bytes += table.nbytes
-
-    def take(self, rows: int) -> pa.Table:
-        """Remove and return the first `rows` rows not compressed yet."""
-        table = pa.concat_tables(self.tables)
-        rest = table.slice(rows)
-        self.tables = [rest] if rest.num_rows else []
-        self.pending_rows, self.pending_bytes = rest.num_rows, rest.nbytes
-        return table.slice(0, rows)
-
-    def encode(self, rows: int | None = None, row_group_rows: int = 1 << 62) -> None:
-        """Compress the first `rows` pending rows (all by default) into row groups."""
-        rows = self.pending_rows if rows is None else min(rows, self.pending_rows)
-        if rows <= 0:
-            return
-        table = self.take(rows)
-        if self._writer is None:
-            self._stream = pa.BufferOutputStream()
-            self._writer = pq.ParquetWriter(self._stream, table.schema, compression=self.compression)
-        self._writer.write_table(table, row_group_size=row_group_rows)
-        self.encoded_rows += table.num_rows
-
-    def finish(self, row_group_rows: int) -> pa.Buffer:
-        """The whole file's bytes: the pending rows compressed, the footer written."""
-        self.encode(row_group_rows=row_group_rows)
-        assert self._writer is not None and self._stream is not None, "finish() of a file without rows"
-        self._writer.close()
-        return self._stream.getvalue()
+    start_offset: int
+    opened_at: float
+    content: ParquetContent
 
 
 class _Finished(NamedTuple):
@@ -172,10 +120,10 @@ class ParquetSink:
             rows.append(r)
         now = time.monotonic()
         for key, rows in groups.items():
-            buf = buffers.get(key)
-            if buf is None:
-                buf = buffers[key] = _OpenFile(rows[0].offset, now, self.settings.compression)
-            buf.add(readings_table(rows))
+            file = buffers.get(key)
+            if file is None:
+                file = buffers[key] = _OpenFile(rows[0].offset, now, ParquetContent(self.settings.compression))
+            file.content.add(readings_table(rows))
         for tp, offsets in new_offsets.items():
             seqs.add_all(appended[tp], sorted(offsets), APPENDED_RUNS)
         self._roll(force=False)
@@ -246,46 +194,48 @@ class ParquetSink:
             return
         now = time.monotonic()
         s = self.settings
-        for key, buf in list(self._buffers.items()):
+        for key, file in list(self._buffers.items()):
             if not self._clean((key[0], key[1])):
                 continue
-            while buf.rows > s.roll_rows:  # full files first; the rest stays for the next one
-                buf.encode(s.roll_rows - buf.encoded_rows, s.row_group_rows)  # none if already past
-                rest = buf.take(buf.pending_rows)
-                self._finish(key, buf)
-                buf = self._buffers[key] = _OpenFile(rest.column("kafka_offset")[0].as_py(), buf.opened_at,
-                                                     s.compression)
-                buf.add(rest)
+            content = file.content
+            while content.rows > s.roll_rows:  # full files first; the rest stays for the next one
+                content.encode(s.roll_rows - content.encoded_rows, s.row_group_rows)  # none if already past
+                rest = content.take(content.pending_rows)
+                self._finish(key, file)
+                content = ParquetContent(s.compression)
+                content.add(rest)
+                file = self._buffers[key] = _OpenFile(rest.column("kafka_offset")[0].as_py(), file.opened_at, content)
             due = (
                 force
-                or buf.rows >= s.roll_rows
-                or buf.nbytes >= s.roll_bytes
-                or now - buf.opened_at >= s.roll_age_s
+                or content.rows >= s.roll_rows
+                or content.nbytes >= s.roll_bytes
+                or now - file.opened_at >= s.roll_age_s
             )
-            if due and buf.rows:
-                self._finish(key, buf)
+            if due and content.rows:
+                self._finish(key, file)
                 del self._buffers[key]
-            elif buf.pending_rows >= s.row_group_rows:  # whole row groups; the rest waits for more
-                buf.encode(buf.pending_rows - buf.pending_rows % s.row_group_rows, s.row_group_rows)
+            elif content.pending_rows >= s.row_group_rows:  # whole row groups; the rest waits for more
+                content.encode(content.pending_rows - content.pending_rows % s.row_group_rows, s.row_group_rows)
         # However many partitions and hours are open (a backlog fills all of them at once): past the
         # bound on Arrow rows, the largest are compressed; past the bound on all, the largest written.
-        arrow = sum(b.pending_bytes for b in self._buffers.values())
-        for buf in sorted(self._buffers.values(), key=lambda b: b.pending_bytes, reverse=True):
+        contents = [f.content for f in self._buffers.values()]
+        arrow = sum(c.pending_bytes for c in contents)
+        for content in sorted(contents, key=lambda c: c.pending_bytes, reverse=True):
             if arrow <= s.arrow_bytes:
                 break
-            arrow -= buf.pending_bytes
-            buf.encode(row_group_rows=s.row_group_rows)
-        held = sum(b.nbytes for b in self._buffers.values())
-        for key in sorted(self._buffers, key=lambda k: self._buffers[k].nbytes, reverse=True):
+            arrow -= content.pending_bytes
+            content.encode(row_group_rows=s.row_group_rows)
+        held = sum(c.nbytes for c in contents)
+        for key in sorted(self._buffers, key=lambda k: self._buffers[k].content.nbytes, reverse=True):
             if held <= s.buffer_bytes:
                 break
             if self._clean((key[0], key[1])):
-                held -= self._buffers[key].nbytes
+                held -= self._buffers[key].content.nbytes
                 self._finish(key, self._buffers.pop(key))
         self._write_finished()
 
-    def _finish(self, key: tuple[str, int, date, int], buf: _OpenFile) -> None:
-        self._finished.append(_Finished(key, buf.start_offset, buf.finish(self.settings.row_group_rows)))
+    def _finish(self, key: tuple[str, int, date, int], file: _OpenFile) -> None:
+        self._finished.append(_Finished(key, file.start_offset, file.content.finish(self.settings.row_group_rows)))
 
     def _write_finished(self) -> None:
         """Write the finished files, oldest first; one that fails stays, with those after it, for the
@@ -295,7 +245,7 @@ class ParquetSink:
                 self._write_file(*self._finished[0])
                 del self._finished[0]
         finally:
-            metrics.PARQUET_BUFFERED_BYTES.set(sum(b.nbytes for b in self._buffers.values())
+            metrics.PARQUET_BUFFERED_BYTES.set(sum(f.content.nbytes for f in self._buffers.values())
                                                + sum(f.data.size for f in self._finished))
 
     def _write_file(self, key: tuple[str, int, date, int], start_offset: int, data: pa.Buffer) -> None:

@@ -7,6 +7,7 @@ from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fieldstream.schemas.reading import Reading
 
@@ -75,3 +76,62 @@ def readings_table(rows: Sequence[Reading], schema: pa.Schema = READINGS_SCHEMA)
         else:
             raise KeyError(name)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class ParquetContent:
+    """The rows of one Parquet file being built in memory.
+
+    Rows arrive as Arrow tables (one per batch) and are compressed into row groups as they
+    add up (`encode`), into an in-memory stream: a row there takes about a tenth of its Arrow
+    size. `finish` gives the whole file's bytes, for the destination to write in one piece.
+    """
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        self.tables: list[pa.Table] = []  # not compressed yet
+        self.pending_rows = 0
+        self.pending_bytes = 0
+        self.encoded_rows = 0
+        self._stream: pa.BufferOutputStream | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.encoded_rows + self.pending_rows
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated memory held: compressed row groups plus the Arrow tables not yet compressed."""
+        return (self._stream.tell() if self._stream is not None else 0) + self.pending_bytes
+
+    def add(self, table: pa.Table) -> None:
+        self.tables.append(table)
+        self.pending_rows += table.num_rows
+        self.pending_bytes += table.nbytes
+
+    def take(self, rows: int) -> pa.Table:
+        """Remove and return the first `rows` rows not compressed yet."""
+        table = pa.concat_tables(self.tables)
+        rest = table.slice(rows)
+        self.tables = [rest] if rest.num_rows else []
+        self.pending_rows, self.pending_bytes = rest.num_rows, rest.nbytes
+        return table.slice(0, rows)
+
+    def encode(self, rows: int | None = None, row_group_rows: int = 1 << 62) -> None:
+        """Compress the first `rows` pending rows (all by default) into row groups."""
+        rows = self.pending_rows if rows is None else min(rows, self.pending_rows)
+        if rows <= 0:
+            return
+        table = self.take(rows)
+        if self._writer is None:
+            self._stream = pa.BufferOutputStream()
+            self._writer = pq.ParquetWriter(self._stream, table.schema, compression=self.compression)
+        self._writer.write_table(table, row_group_size=row_group_rows)
+        self.encoded_rows += table.num_rows
+
+    def finish(self, row_group_rows: int) -> pa.Buffer:
+        """The whole file's bytes: the pending rows compressed, the footer written."""
+        self.encode(row_group_rows=row_group_rows)
+        assert self._writer is not None and self._stream is not None, "finish() of a file without rows"
+        self._writer.close()
+        return self._stream.getvalue()
