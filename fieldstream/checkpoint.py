@@ -40,6 +40,21 @@ class Durable(Protocol):
         """Wait for every write so far."""
 
 
+@runtime_checkable
+class Releasing(Protocol):
+    """A store that need not hold in memory the values whose live state the caller holds (the
+    worker's changelog tables: their pickled copies would add a third to the state's memory)."""
+
+    def send(self, key: str, value: bytes) -> None:
+        """Write `value` without keeping it in memory: the caller holds the state it pickles."""
+
+    def release(self, key: str) -> None:
+        """Drop the in-memory copy of `key`'s value: the caller now holds the state."""
+
+    def keep(self, key: str, value: bytes) -> None:
+        """Hold `value` in memory again, without writing it: the caller no longer holds the state."""
+
+
 class CheckpointedStates(Generic[S]):
     """Per-device states in memory, written to `store` in gradual checkpoints.
 
@@ -70,6 +85,7 @@ class CheckpointedStates(Generic[S]):
         # Written snapshots waiting to be durable: (the store's mark, their offsets), oldest first.
         self._sealed: list[tuple[Any, dict[tuple[str, int], int]]] = []
         self._durable = store if isinstance(store, Durable) else None
+        self._releasing = store if isinstance(store, Releasing) else None
         self._slice = 0
         self._last = time.monotonic()
         self._paused = False
@@ -98,6 +114,8 @@ class CheckpointedStates(Generic[S]):
             blob = self.store.get(device_id)
             state = pickle.loads(blob) if blob else create()  # noqa: S301 - our own changelog
             self._cache[device_id] = state
+            if blob and self._releasing is not None:
+                self._releasing.release(device_id)
         return state
 
     def changed(self, device_id: str, topic: str | None = None, partition: int = -1, offset: int = -1) -> None:
@@ -113,7 +131,7 @@ class CheckpointedStates(Generic[S]):
         self._cache.pop(device_id, None)
         self._dirty.discard(device_id)
         self._writing.discard(device_id)
-        if self.store.get(device_id) is not None:
+        if device_id in self.store:
             del self.store[device_id]
 
     def devices(self, owned: set[int]) -> list[str]:
@@ -192,11 +210,18 @@ class CheckpointedStates(Generic[S]):
             del self._sealed[:done]
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint."""
+        """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint.
+
+        A store that released its copies holds these states again, as they are now: should a
+        partition come back with no newer write in its changelog, that is where the state
+        restarts (newer than the committed offsets, as after a crash mid-checkpoint).
+        """
         partitions = set(partitions)
         numbers = {p for _, p in partitions}
         for device_id in [d for d in self._cache if self.partition_of(d) in numbers]:
-            self._cache.pop(device_id, None)
+            state = self._cache.pop(device_id)
+            if self._releasing is not None:
+                self._releasing.keep(device_id, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
             self._dirty.discard(device_id)
             self._writing.discard(device_id)
         for tp in partitions:
@@ -212,8 +237,13 @@ class CheckpointedStates(Generic[S]):
 
     def _write(self, device_id: str) -> None:
         state = self._cache.get(device_id)
-        if state is not None:
-            self.store[device_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        if state is None:
+            return
+        blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._releasing is not None:
+            self._releasing.send(device_id, blob)
+        else:
+            self.store[device_id] = blob
 
 
 def lowest(*held: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:

@@ -11,12 +11,18 @@ from fieldstream.partitioning import device_partition
 from fieldstream.streams.changelog import ChangelogWriter, Mark
 
 
+# What the local store holds for a key whose state the stage holds live (checkpoint.Releasing).
+HELD_LIVE = object()
+
+
 class ChangelogTable:
     """A Faust table seen as str → pickled bytes, whose changelog we write ourselves.
 
     Reads and writes go to the table's local store; each write is also sent to the
     table's changelog topic by the worker's ChangelogWriter (see streams/changelog.py),
     on the partition of the device's readings, where Faust's recovery finds it.
+    The stage that holds a device's state live keeps it out of the local store
+    (`send`, `release`): only the key stays, marked `HELD_LIVE`.
     """
 
     def __init__(self, table: faust.Table, writer: ChangelogWriter, partitions: int) -> None:
@@ -28,7 +34,13 @@ class ChangelogTable:
 
     def get(self, key: str, default: bytes | None = None) -> bytes | None:
         value = self.table.data.get(key.encode())
+        if value is HELD_LIVE:
+            raise LookupError(f"{self.table.name}: the state of {key!r} was left to the stage holding it live, "
+                              "which no longer has it")
         return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.encode() in self.table.data
 
     def __getitem__(self, key: str) -> bytes:
         value = self.get(key)
@@ -37,10 +49,26 @@ class ChangelogTable:
         return value
 
     def __setitem__(self, key: str, value: bytes) -> None:
+        self._write(key, value, value)
+
+    def _write(self, key: str, value: bytes, held: object) -> None:
         k = key.encode()
-        self.table.data[k] = value
+        self.table.data[k] = held
         self.writer.send(self.topic, device_partition(key, self.partitions), k, value)
         self._writes.inc()
+
+    # What CheckpointedStates needs to keep pickled copies of live states out of memory
+    # (checkpoint.Releasing).
+    def send(self, key: str, value: bytes) -> None:
+        self._write(key, value, HELD_LIVE)
+
+    def release(self, key: str) -> None:
+        k = key.encode()
+        if k in self.table.data:
+            self.table.data[k] = HELD_LIVE
+
+    def keep(self, key: str, value: bytes) -> None:
+        self.table.data[key.encode()] = value
 
     def __delitem__(self, key: str) -> None:
         k = key.encode()

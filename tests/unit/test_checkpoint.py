@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from types import SimpleNamespace
+
+import pytest
 
 from fieldstream.checkpoint import CheckpointedStates
+from fieldstream.streams.tables import HELD_LIVE, ChangelogTable
 
 TOPIC = "readings"
 
@@ -168,3 +172,82 @@ def test_a_clean_stop_releases_its_offsets_once_the_final_writes_are_durable() -
     assert s.pending_low_offsets() == {(TOPIC, 3): 7}
     asyncio.run(s.flush())
     assert s.pending_low_offsets() == {}
+
+
+class RecordingWriter:
+    """The worker's changelog writer as the table sees it: what was sent, settled at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, bytes, bytes | None]] = []
+
+    def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self.sent.append((topic, partition, key, value))
+
+    def mark(self) -> int:
+        return len(self.sent)
+
+    def reached(self, mark: int) -> bool:
+        return True
+
+    def take_failed(self, topic: str) -> set[bytes]:
+        return set()
+
+
+class LocalTable:
+    """A Faust table's parts ChangelogTable uses: its name, changelog topic and local store."""
+
+    name = "window-state"
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, object] = {}
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "window-state-changelog")
+
+
+def changelog_states() -> tuple[CheckpointedStates[dict], LocalTable, RecordingWriter]:
+    table, writer = LocalTable(), RecordingWriter()
+    store = ChangelogTable(table, writer, partitions=12)  # type: ignore[arg-type]
+    return CheckpointedStates(store, partitions=12, every_s=0.0), table, writer
+
+
+def test_a_changelog_table_keeps_no_copy_of_the_states_held_live() -> None:
+    s, table, writer = changelog_states()
+    table.data[b"a"] = pickle.dumps({"n": 5})  # restored by Faust's recovery
+    bump(s, "a", offset=1)  # loaded: the stage holds it now
+    bump(s, "b", offset=2)  # new
+    assert table.data[b"a"] is HELD_LIVE
+    s.checkpoint()
+    assert {key: pickle.loads(value) for _, _, key, value in writer.sent} == {b"a": {"n": 6}, b"b": {"n": 1}}
+    assert table.data == {b"a": HELD_LIVE, b"b": HELD_LIVE}
+    assert sorted(s.devices(set(range(12)))) == ["a", "b"]
+
+
+def test_states_of_revoked_partitions_go_back_to_the_table_as_they_are() -> None:
+    s, table, writer = changelog_states()
+    bump(s, "a", offset=1)
+    s.checkpoint()
+    bump(s, "a", offset=2)  # changed after its last checkpoint
+    sent = len(writer.sent)
+    s.forget_partitions({(TOPIC, s.partition_of("a"))})
+    assert len(writer.sent) == sent  # nothing written: the partition is no longer ours to write
+    assert pickle.loads(table.data[b"a"]) == {"n": 2}
+    again = CheckpointedStates(s.store, partitions=12, every_s=0.0)  # the partition comes back
+    assert again.get("a", dict) == {"n": 2}
+    assert table.data[b"a"] is HELD_LIVE
+
+
+def test_a_deleted_state_held_live_is_tombstoned() -> None:
+    s, table, writer = changelog_states()
+    bump(s, "a", offset=1)
+    s.checkpoint()
+    s.delete("a")
+    assert writer.sent[-1][2:] == (b"a", None)
+    assert b"a" not in table.data
+
+
+def test_a_state_neither_held_live_nor_in_the_table_is_an_error_not_a_fresh_start() -> None:
+    s, table, _ = changelog_states()
+    bump(s, "a", offset=1)
+    s.checkpoint()
+    lost = CheckpointedStates(s.store, partitions=12, every_s=0.0)  # does not hold "a"
+    with pytest.raises(LookupError, match="'a'"):
+        lost.get("a", dict)
