@@ -1,6 +1,6 @@
 """Detection cost per reading: fieldstream.detectors' FleetEngine over simulated readings.
 
-    python bench/detection_cost.py [--devices 1000] [--readings 200000] [--repeat 3] [--record]
+    python bench/detection_cost.py [--devices 1000] [--readings 200000] [--repeat 3] [--families] [--record]
 
 The readings come from the fleet simulator (fieldstream.devices.fleet.simulate_fleet,
 FleetConfig(devices, seed=1, count=N), anomalies included), converted to Reading
@@ -19,17 +19,27 @@ Reported (best of --repeat passes, as the machine may be shared):
             (--worker-rate, default 10,000 readings/s; at the simulator's own pace of a
             few dozen readings/s the tick would dominate meaninglessly)
   total     process (whole run) + tick at --worker-rate, µs per reading, against the 10 µs target
-Also the p50 / p99 of single process() calls (a separate pass timed call by call).
+Also the p50 / p99 of single process() calls (a separate pass timed call by call), and
+with --families each detector family alone on warm state (where the time goes).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from fieldstream.config.detection import DetectionSettings
+from fieldstream.detectors.base import normalise
+from fieldstream.detectors.engine import FleetEngine
+from fieldstream.detectors.evaluate import sim_geofence, sim_readings
+from fieldstream.devices.fleet import FleetConfig
+from fieldstream.schemas.reading import Reading
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, fmt_int, markdown_table, record  # noqa: E402
@@ -37,33 +47,12 @@ from common import fmt, fmt_int, markdown_table, record  # noqa: E402
 TARGET_US = 10.0
 
 
-def simulated_readings(devices: int, count: int, seed: int) -> list[tuple]:
-    from fieldstream.devices.fleet import FleetConfig, simulate_fleet
-    from fieldstream.schemas.reading import Reading
-
+def simulated_readings(devices: int, count: int, seed: int) -> list[tuple[Reading, datetime | None]]:
     config = FleetConfig(devices=devices, seed=seed, start=datetime(2026, 1, 5, tzinfo=UTC), count=count)
-    out = []
-    for event in simulate_fleet(config):
-        if event.record is None or event.bad_value is not None:
-            continue  # poison records never reach the detectors
-        out.append((Reading.from_record(event.record, schema_version=event.schema_version), event.send_time))
-    return out
-
-
-def geofence_lookup():
-    try:
-        from fieldstream.detectors.evaluate import sim_geofence
-        return sim_geofence
-    except ImportError:  # the lookup is a convenience of the evaluation module
-        from fieldstream.devices.paddocks import collar_paddock
-
-        return lambda device_id, device_type: collar_paddock(device_id).polygon if device_type == "collar" else None
+    return list(sim_readings(config))  # poison records skipped: they never reach the detectors
 
 
 def one_pass(items: list[tuple], geofences, tick_every_s: float) -> dict[str, float]:
-    from fieldstream.config.detection import DetectionSettings
-    from fieldstream.detectors.engine import FleetEngine
-
     engine = FleetEngine(DetectionSettings(), geofences)
     process, tick = engine.process, engine.tick
     half = len(items) // 2
@@ -102,9 +91,6 @@ def one_pass(items: list[tuple], geofences, tick_every_s: float) -> dict[str, fl
 
 def call_percentiles(items: list[tuple], geofences) -> tuple[float, float]:
     """p50 and p99 (µs) of single process() calls, timed one by one (adds ~0.1 µs of timer per call)."""
-    from fieldstream.config.detection import DetectionSettings
-    from fieldstream.detectors.engine import FleetEngine
-
     engine = FleetEngine(DetectionSettings(), geofences)
     process = engine.process
     perf = time.perf_counter_ns
@@ -117,6 +103,47 @@ def call_percentiles(items: list[tuple], geofences) -> tuple[float, float]:
     return samples[len(samples) // 2] / 1e3, samples[int(len(samples) * 0.99)] / 1e3
 
 
+def family_costs(items: list[tuple], geofences, repeat: int) -> list[tuple[str, float]]:
+    """Each detector family alone over every reading, on the state one full pass left (warm baselines):
+    best of `repeat` passes, µs per reading averaged over all readings (a family a device lacks costs 0)."""
+    warm = FleetEngine(DetectionSettings(), geofences)
+    for reading, seen_at in items:
+        warm.process(reading, seen_at)
+    readings = [normalise(reading) for reading, _ in items]
+
+    def best(run: Callable[[list[Reading]], None]) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run(readings)
+            times.append(time.perf_counter() - t0)
+        return min(times) / len(readings) * 1e6
+
+    names = sorted({d.name for engine in warm.devices.values() for d in engine.detectors})
+    out = []
+    for name in names:
+        detectors = {device: copy.deepcopy(d) for device, engine in warm.devices.items()
+                     for d in engine.detectors if d.name == name}
+
+        def run(rs: list[Reading], detectors=detectors) -> None:
+            for r in rs:
+                d = detectors.get(r.device_id)
+                if d is not None:
+                    d.score_learn_one(r)
+
+        out.append((name, best(run)))
+    models = copy.deepcopy(warm.models)
+
+    def run_halfspace(rs: list[Reading]) -> None:
+        for r in rs:
+            model = models.for_type(r.device_type)
+            if model is not None:
+                model.score_learn_one(r)
+
+    out.append(("halfspace (one model per device type)", best(run_halfspace)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=1000)
@@ -127,22 +154,18 @@ def main() -> None:
     ap.add_argument("--worker-rate", type=float, default=10_000,
                     help="Readings/s a worker processes, to spread one tick per second over")
     ap.add_argument("--no-geofence", action="store_true", help="Run without the collars' paddocks")
+    ap.add_argument("--families", action="store_true",
+                    help="Also time each detector family alone, on warm state (where the time goes)")
     ap.add_argument("--profile", action="store_true", help="One more pass under cProfile: the top functions")
     ap.add_argument("--record", action="store_true", help="Append a section to docs/BENCHMARKS.md")
     args = ap.parse_args()
-
-    try:
-        import fieldstream.detectors.engine  # noqa: F401
-        from fieldstream.config.detection import DetectionSettings  # noqa: F401
-    except ImportError as e:
-        raise SystemExit(f"fieldstream.detectors is not importable yet ({e}); run this once it is") from e
 
     t0 = time.perf_counter()
     items = simulated_readings(args.devices, args.readings, args.seed)
     span = (items[-1][1] - items[0][1]).total_seconds() if items and items[0][1] and items[-1][1] else 0.0
     print(f"{len(items):,} readings from {args.devices:,} simulated devices ({span / 3600:.1f} h of send time), "
           f"generated in {time.perf_counter() - t0:.1f}s")
-    geofences = None if args.no_geofence else geofence_lookup()
+    geofences = None if args.no_geofence else sim_geofence
 
     passes = []
     for i in range(args.repeat):
@@ -172,6 +195,11 @@ def main() -> None:
     print(f"best of {args.repeat} passes; spread of process() means: "
           f"{min(p['process_us'] for p in passes):.2f}-{max(p['process_us'] for p in passes):.2f} µs "
           f"(median {statistics.median(p['process_us'] for p in passes):.2f})")
+    if args.families:
+        print()
+        print(markdown_table(["detector family, alone, warm", "µs / reading (over all readings)"],
+                             [[name, fmt(us)] for name, us in family_costs(items, geofences, args.repeat)],
+                             align="lr"))
     if args.profile:
         import cProfile
         import pstats

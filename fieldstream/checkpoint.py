@@ -51,8 +51,9 @@ class Releasing(Protocol):
     def release(self, key: str) -> None:
         """Drop the in-memory copy of `key`'s value: the caller now holds the state."""
 
-    def keep(self, key: str, value: bytes) -> None:
-        """Hold `value` in memory again, without writing it: the caller no longer holds the state."""
+    def forget(self, key: str) -> None:
+        """Drop `key` here without writing anything: its partition is no longer ours. Should it
+        come back, Faust's recovery reads the partition's changelog again from its start."""
 
 
 class CheckpointedStates(Generic[S]):
@@ -210,18 +211,14 @@ class CheckpointedStates(Generic[S]):
             del self._sealed[:done]
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint.
-
-        A store that released its copies holds these states again, as they are now: should a
-        partition come back with no newer write in its changelog, that is where the state
-        restarts (newer than the committed offsets, as after a crash mid-checkpoint).
-        """
+        """Revoked: drop in-memory states of those partitions; their new owner restores the checkpoint
+        (and so does this worker, from the changelog, should one come back)."""
         partitions = set(partitions)
         numbers = {p for _, p in partitions}
         for device_id in [d for d in self._cache if self.partition_of(d) in numbers]:
-            state = self._cache.pop(device_id)
+            del self._cache[device_id]
             if self._releasing is not None:
-                self._releasing.keep(device_id, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+                self._releasing.forget(device_id)
             self._dirty.discard(device_id)
             self._writing.discard(device_id)
         for tp in partitions:

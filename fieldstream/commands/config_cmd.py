@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from fieldstream.config import load_settings
+from fieldstream.ops.config_view import reference as settings_reference
 from fieldstream.ops.config_view import rows
 
 
@@ -27,3 +28,9 @@ def show(as_json: bool, changed: bool) -> None:
         return
     for r in shown:
         click.echo(f"{r.variable}={r.value}" + ("" if r.source == "default" else "    # set"))
+
+
+@config.command()
+def reference() -> None:
+    """Print every setting with its default and what it does, as Markdown (docs/SETTINGS.md)."""
+    click.echo(settings_reference(), nl=False)

@@ -100,12 +100,12 @@ class DetectionSettings(Section):
     )
 
     # Multivariate HalfSpaceTrees per device type on block means (halfspace.py).
-    hst_enabled: bool = True
+    hst_enabled: bool = Field(True, description="Run HalfSpaceTrees (multivariate, per device type)")
     hst_sample_every: int = Field(
         30, ge=1, description="Readings of one device averaged into one HST sample (bounds per-reading cost)"
     )
-    hst_n_trees: int = Field(10, ge=1)
-    hst_height: int = Field(8, ge=2)
+    hst_n_trees: int = Field(10, ge=1, description="Trees per HalfSpaceTrees model")
+    hst_height: int = Field(8, ge=2, description="Depth of each tree")
     hst_window: int = Field(250, ge=10, description="Samples per HST reference window")
     hst_quantile: float = Field(0.999, gt=0.5, lt=1, description="Score quantile above which a sample is anomalous")
     hst_warmup_samples: int = Field(500, ge=0, description="Samples a device type's model sees before it may alert")
@@ -116,11 +116,11 @@ class DetectionSettings(Section):
 
     # Drift on block means of each metric (drift.py). Off by default: on metrics with a daily
     # cycle the test reports the cycle itself (see docs/DETECTION.md); enable it where there is none.
-    drift_enabled: bool = False
+    drift_enabled: bool = Field(False, description="Run the drift test on block means")
     drift_device_types: list[str] = Field(
         default_factory=list, description="Device types the drift test runs on when enabled (empty = all)"
     )
-    drift_method: Literal["page_hinkley", "adwin"] = "page_hinkley"
+    drift_method: Literal["page_hinkley", "adwin"] = Field("page_hinkley", description="River drift detector")
     drift_block: int = Field(10, ge=1, description="Readings averaged into one drift-detector input")
     drift_threshold: float = Field(
         25.0, gt=0, description="Page-Hinkley λ, in units of the metric's baseline σ of block means"

@@ -23,11 +23,14 @@ TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 class KafkaSettings(Section):
     model_config = section("KAFKA")
 
-    bootstrap_servers: str = Field(f"127.0.0.1:{KAFKA_PORT}", min_length=1)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    bootstrap_servers: str = Field(f"127.0.0.1:{KAFKA_PORT}", min_length=1,
+                                   description="Brokers to connect to first, host:port, comma-separated")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How to talk to the brokers: TLS, SASL, both or neither")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with a SASL security protocol")
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
     ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates")
     ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS")
     ssl_keyfile: str | None = Field(None, description="Private key (PEM) of the client certificate")

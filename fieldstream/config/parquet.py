@@ -22,5 +22,5 @@ class ParquetSettings(Section):
                     "files' rows are compressed into Parquet row groups in memory (about a tenth of the size)")
     roll_age_s: float = Field(30.0, gt=0, description="Oldest buffered row, at most, before a file is written")
     row_group_rows: int = Field(100_000, ge=1000, description="Rows per row group, at most")
-    compression: str = Field("zstd", pattern=r"^(zstd|snappy|gzip|lz4|none)$")
+    compression: str = Field("zstd", pattern=r"^(zstd|snappy|gzip|lz4|none)$", description="Parquet codec")
     fsync: bool = Field(True, description="fsync local files before counting them durable")

@@ -15,17 +15,18 @@ from fieldstream.config.stack import POSTGRES_PORT
 class PostgresSettings(Section):
     model_config = section("PG")
 
-    host: str = "127.0.0.1"
-    port: int = Field(POSTGRES_PORT, ge=1, le=65535)
-    user: str = "fieldstream"
-    password: SecretStr = SecretStr("fieldstream")
-    database: str = "fieldstream"
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    host: str = Field("127.0.0.1", description="PostgreSQL (TimescaleDB when installed) host")
+    port: int = Field(POSTGRES_PORT, ge=1, le=65535, description="PostgreSQL port")
+    user: str = Field("fieldstream", description="Database user")
+    password: SecretStr = Field(SecretStr("fieldstream"), description="Database password")
+    database: str = Field("fieldstream", description="Database name")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="TLS to the database, as libpq's sslmode")
     sslrootcert: str | None = Field(None, description="CA that signed the server certificate (verify-ca/-full)")
     sslcert: str | None = Field(None, description="Client certificate (PEM) for certificate authentication")
     sslkey: str | None = Field(None, description="Private key (PEM, unencrypted) of the client certificate")
-    pool_min: int = Field(1, ge=1)
-    pool_max: int = Field(4, ge=1)
+    pool_min: int = Field(1, ge=1, description="Connections each pool keeps open")
+    pool_max: int = Field(4, ge=1, description="Connections each pool opens at most")
     # TimescaleDB only (ignored on plain PostgreSQL); durations as "7 days", "12:00:00" or ISO 8601 "PT12H".
     chunk_interval: timedelta = Field(timedelta(days=1), gt=timedelta(0),
                                       description="Time span of one readings chunk (TimescaleDB)")

@@ -14,16 +14,17 @@ from fieldstream.config.stack import REGISTRY_PORT
 class RegistrySettings(Section):
     model_config = section("REGISTRY")
 
-    url: str = Field(f"http://127.0.0.1:{REGISTRY_PORT}", pattern=r"^https?://")
-    basic_auth_user: str | None = None
-    basic_auth_password: SecretStr | None = None
+    url: str = Field(f"http://127.0.0.1:{REGISTRY_PORT}", pattern=r"^https?://",
+                     description="Confluent-compatible schema registry")
+    basic_auth_user: str | None = Field(None, description="HTTP basic auth user")
+    basic_auth_password: SecretStr | None = Field(None, description="HTTP basic auth password")
     ssl_cafile: str | None = Field(None, description="CA bundle that signed the registry's certificate")
     ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS")
     ssl_keyfile: str | None = Field(None, description="Private key (PEM) of the client certificate")
     ssl_key_password: SecretStr | None = Field(None, description="Passphrase of an encrypted private key")
     compatibility: Literal[
         "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"
-    ] = "BACKWARD"
+    ] = Field("BACKWARD", description="Compatibility rule set on the subjects fieldstream registers")
     cache_capacity: int = Field(1000, ge=1, description="Schemas kept in the client's cache")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when the registry is down")
     retry_max_s: float = Field(10.0, gt=0, description="Longest backoff between registry retries")

@@ -10,10 +10,10 @@ from fieldstream.config.base import Section, section
 class TopicSettings(Section):
     model_config = section("TOPIC")
 
-    readings: str = "telemetry.readings"
-    windows: str = "telemetry.windows"
-    alerts: str = "telemetry.alerts"
-    dlq: str = "telemetry.dlq"
-    late: str = "telemetry.late"
+    readings: str = Field("telemetry.readings", description="Devices' readings, keyed by device_id (input)")
+    windows: str = Field("telemetry.windows", description="Window aggregates (output)")
+    alerts: str = Field("telemetry.alerts", description="Alert events for subscribers (output)")
+    dlq: str = Field("telemetry.dlq", description="Records that could not be processed, with their context")
+    late: str = Field("telemetry.late", description="Readings too late for their window")
     partitions: int = Field(12, ge=1, description="Partitions of the readings topic (the unit of scaling)")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1, description="Replicas of each topic fieldstream creates")

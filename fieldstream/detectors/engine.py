@@ -10,8 +10,8 @@ would cost hundreds of KB each.
 Per reading: the z-score and the rules each walk the reading's metrics once;
 HalfSpaceTrees (and the drift test, when enabled) do real work only every n-th
 reading (block means); the alert tracker is skipped entirely when nothing is
-anomalous and no alert is open. About 8 µs per reading in all
-(bench/detect_cost.py). Pickling an engine costs about three times that, so
+anomalous and no alert is open. About 8-14 µs per reading in all
+(bench/detection_cost.py). Pickling an engine costs about three times that, so
 checkpoint engines to their table every few seconds, not after every reading.
 
 Offline detection needs no reading: a timer calls `check_offline(now)`. Give

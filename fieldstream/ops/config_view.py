@@ -1,17 +1,22 @@
-"""Every effective setting as its environment variable, secrets masked (`fieldstream config show`)."""
+"""Every setting as its environment variable, secrets masked: the effective values
+(`fieldstream config show`) and the reference of defaults and meanings (`fieldstream config
+reference`, docs/SETTINGS.md)."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 
 from fieldstream.config import Settings
-from fieldstream.config.settings import env_name
+from fieldstream.config.settings import SECTIONS, env_name
 from fieldstream.ops.redact import MASK, mask_url
 
 # Defence in depth: a secret someone declared as a plain str is still masked by its name.
@@ -34,7 +39,7 @@ def rows(settings: Settings) -> list[SettingRow]:
         for name, info in cls.model_fields.items():
             value = getattr(section, name)
             default = info.get_default(call_default_factory=True)
-            secret = isinstance(value, SecretStr) or info.annotation is SecretStr or bool(_SECRET_NAME.search(name))
+            secret = _secret(name, info, value)
             out.append(SettingRow(
                 variable=env_name(cls, name),
                 value=_text(value, secret),
@@ -42,6 +47,31 @@ def rows(settings: Settings) -> list[SettingRow]:
                 secret=secret,
             ))
     return out
+
+
+def reference() -> str:
+    """Every setting with its default and what it does, as Markdown, section by section."""
+    lines = [
+        "# Settings",
+        "",
+        "Every setting fieldstream reads, from the environment or a `.env` file in the working",
+        "directory. `fieldstream config show` prints the values in effect. This file is the output",
+        "of `fieldstream config reference`; a unit test keeps the two the same.",
+    ]
+    for cls in SECTIONS.values():
+        module_doc = sys.modules[cls.__module__].__doc__ or cls.__name__
+        lines += ["", f"## {module_doc.strip().splitlines()[0].rstrip('.')}", "",
+                  "| variable | default | what it does |", "|---|---|---|"]
+        for name, info in cls.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            text = _text(default, _secret(name, info, default))
+            shown = f"`{text}`" if text else "(none)"
+            lines.append(f"| `{env_name(cls, name)}` | {shown.replace('|', '&#124;')} | {info.description or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def _secret(name: str, info: FieldInfo, value: Any) -> bool:
+    return isinstance(value, SecretStr) or info.annotation is SecretStr or bool(_SECRET_NAME.search(name))
 
 
 def _text(value: Any, secret: bool) -> str:
@@ -55,7 +85,7 @@ def _text(value: Any, secret: bool) -> str:
         return mask_url(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float, Path)):
+    if isinstance(value, (int, float, Path, timedelta)):  # a timedelta as it is written: '90 days, 0:00:00'
         return str(value)
     return json.dumps(_plain(value), default=str)
 

@@ -67,8 +67,9 @@ class ChangelogTable:
         if k in self.table.data:
             self.table.data[k] = HELD_LIVE
 
-    def keep(self, key: str, value: bytes) -> None:
-        self.table.data[key.encode()] = value
+    def forget(self, key: str) -> None:
+        # Faust's recovery reads a partition newly assigned from the start of its changelog.
+        self.table.data.pop(key.encode(), None)
 
     def __delitem__(self, key: str) -> None:
         k = key.encode()

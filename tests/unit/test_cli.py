@@ -71,3 +71,9 @@ def test_settings_come_from_the_environment_or_dotenv(tmp_path, where):
     result = run("config", "show", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "from-dotenv.readings" in result.stdout
+
+
+def test_config_reference_prints_the_settings_doc(tmp_path):
+    result = run("config", "reference", cwd=tmp_path)  # no .env of the repository's around
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (Path(__file__).resolve().parents[2] / "docs" / "SETTINGS.md").read_text()
