@@ -70,12 +70,19 @@ async def test_rolls_by_rows(tmp_path):
     assert len(list((tmp_path / "lake").rglob("*.parquet"))) == 2  # 0..7 are in hour 10, rolled at 4 rows
 
 
+async def three_partitions(tmp_path, rows: dict[int, int], make, bound: str) -> tuple[ParquetSink, dict[int, int]]:
+    """A sink whose `bound` setting has room for the Arrow tables of partitions 1 and 2, not 0, and a
+    batch of `rows` (partition → readings, by `make`) written to it; the tables' sizes."""
+    size = {p: readings_table(make(n, partition=p)).nbytes for p, n in rows.items()}
+    s = sink(tmp_path, **{bound: size[1] + size[2]})
+    await s.start()
+    await s.write([r for p, n in rows.items() for r in make(n, partition=p)])
+    return s, size
+
+
 async def test_past_the_buffer_bound_the_largest_buffers_are_written_early(tmp_path):
     rows = {0: 10, 1: 5, 2: 2}  # partition → readings, all in one event hour
-    size = {p: readings_table(readings(n, partition=p)).nbytes for p, n in rows.items()}
-    s = sink(tmp_path, buffer_bytes=size[1] + size[2])  # room for all but the largest
-    await s.start()
-    await s.write([r for p, n in rows.items() for r in readings(n, partition=p)])
+    s, size = await three_partitions(tmp_path, rows, readings, "buffer_bytes")
     files = [p.name for p in (tmp_path / "lake").rglob("*.parquet")]
     assert files == ["t-0000-00000000000000000000.parquet"]
     assert s.pending_low_offsets() == {("t", 1): 0, ("t", 2): 0}
@@ -153,10 +160,7 @@ def row_groups(path) -> list[int]:
 
 async def test_past_the_arrow_bound_the_largest_files_rows_are_compressed_not_written(tmp_path):
     rows = {0: 3000, 1: 1500, 2: 1000}  # partition → readings, all in one event hour
-    size = {p: readings_table(in_one_hour(n, partition=p)).nbytes for p, n in rows.items()}
-    s = sink(tmp_path, arrow_bytes=size[1] + size[2])  # room for all but the largest
-    await s.start()
-    await s.write([r for p, n in rows.items() for r in in_one_hour(n, partition=p)])
+    s, size = await three_partitions(tmp_path, rows, in_one_hour, "arrow_bytes")
     assert not list((tmp_path / "lake").rglob("*.parquet"))  # nothing written: compressed in memory
     assert s.pending_low_offsets() == {("t", 0): 0, ("t", 1): 0, ("t", 2): 0}
     held = buffered_bytes()
