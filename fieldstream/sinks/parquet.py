@@ -22,8 +22,8 @@ import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import date
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc

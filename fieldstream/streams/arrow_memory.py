@@ -1,7 +1,7 @@
 """Which allocator Arrow uses in a worker (FIELDSTREAM_WORKER_ARROW_MEMORY_POOL).
 
 A worker's Arrow memory comes in bursts: the Parquet sink converts each batch into
-Arrow tables, and when files roll it encodes many of them at once. pyarrow's default
+Arrow tables and encodes them into Parquet row groups as they add up. pyarrow's default
 pool (mimalloc or jemalloc, by build) keeps the pages it freed for a while before
 giving them back; the system allocator gives them back at once: 16-38 MB less per
 worker with two workers, same throughput, side by side (docs/BENCHMARKS.md).
@@ -10,6 +10,7 @@ worker with two workers, same throughput, side by side (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import logging
+
 import pyarrow as pa
 
 from fieldstream.config.worker import ArrowPool

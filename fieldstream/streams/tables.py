@@ -10,7 +10,6 @@ from fieldstream import metrics
 from fieldstream.partitioning import device_partition
 from fieldstream.streams.changelog import ChangelogWriter, Mark
 
-
 # What the local store holds for a key whose state the stage holds live (checkpoint.Releasing).
 HELD_LIVE = object()
 
@@ -48,19 +47,13 @@ class ChangelogTable:
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self._write(key, value, value)
-
-    def _write(self, key: str, value: bytes, held: object) -> None:
+    # What CheckpointedStates needs to keep pickled copies of live states out of memory
+    # (checkpoint.Releasing). Every write comes from the stage holding the state live.
+    def send(self, key: str, value: bytes) -> None:
         k = key.encode()
-        self.table.data[k] = held
+        self.table.data[k] = HELD_LIVE
         self.writer.send(self.topic, device_partition(key, self.partitions), k, value)
         self._writes.inc()
-
-    # What CheckpointedStates needs to keep pickled copies of live states out of memory
-    # (checkpoint.Releasing).
-    def send(self, key: str, value: bytes) -> None:
-        self._write(key, value, HELD_LIVE)
 
     def release(self, key: str) -> None:
         k = key.encode()
