@@ -176,6 +176,50 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
         forget_run(settings, database, app_id, topic)
 
 
+class OfferedLoad:
+    """Single-reading messages from `devices` devices at `rate` readings/s, event time = send time,
+    from a thread until stopped (the latency and soak runs)."""
+
+    def __init__(self, settings, topic: str, rate: float, devices: int) -> None:
+        self.settings, self.topic, self.rate, self.devices = settings, topic, rate, devices
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._offer, daemon=True)
+
+    def __enter__(self) -> OfferedLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _offer(self) -> None:
+        producer = DeviceProducer(self.settings.kafka, self.settings.registry, self.topic, linger_ms=5)
+        started = time.monotonic()
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * self.rate)
+            while self.sent < due:
+                rec = reading(self.sent, self.devices, datetime.now(UTC), 10.0)
+                rec["event_time"] = datetime.now(UTC)
+                producer.send(rec)
+                self.sent += 1
+            producer.poll(0.001)
+        producer.flush(30)
+
+
+async def latency_percentiles(conn: asyncpg.Connection, skip_s: float = 10.0) -> dict[str, float]:
+    """p50/p95/p99 of reading time → committed in PostgreSQL, over the rows after the first `skip_s`."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p50, "
+        "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p95, "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p99 "
+        "FROM readings WHERE event_time > (SELECT min(event_time) + $1 * interval '1 second' FROM readings)",
+        skip_s)
+    return {k: float(row[k] or 0) for k in ("n", "p50", "p95", "p99")}
+
+
 def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Path,
                 extra_env: dict[str, str] | None = None, timeline: bool = False) -> dict[str, float]:
     topic = f"bench-lat-{uuid.uuid4().hex[:6]}.readings"
@@ -185,42 +229,18 @@ def run_latency(settings, rate: float, seconds: float, devices: int, workdir: Pa
     lake = workdir / f"lake-{database}"
     app_id = f"bench-{database}"
     workers = Workers(1, worker_env(topic, database, lake, app_id, extra_env), workdir)
-    stop = threading.Event()
-
-    def offer() -> None:
-        producer = DeviceProducer(settings.kafka, settings.registry, topic, linger_ms=5)
-        i, started = 0, time.monotonic()
-        while not stop.is_set():
-            due = int((time.monotonic() - started) * rate)
-            while i < due:
-                rec = reading(i, devices, datetime.now(UTC), 10.0)
-                rec["event_time"] = datetime.now(UTC)
-                producer.send(rec)
-                i += 1
-            producer.poll(0.001)
-        producer.flush(30)
-
     try:
         time.sleep(15)  # worker start-up and first assignment
-        thread = threading.Thread(target=offer)
-        thread.start()
-        time.sleep(seconds)
-        stop.set()
-        thread.join()
+        with OfferedLoad(settings, topic, rate, devices):
+            time.sleep(seconds)
         time.sleep(5)
 
         async def percentiles() -> dict[str, float]:
             conn = await asyncpg.connect(**settings.pg.connect_kwargs(database=database))
             try:
-                row = await conn.fetchrow(
-                    "SELECT count(*) AS n, "
-                    "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p50, "
-                    "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p95, "
-                    "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) p99 "
-                    "FROM readings WHERE event_time > (SELECT min(event_time) + interval '10 seconds' FROM readings)")
                 if timeline:
                     await print_timeline(conn)
-                return {k: float(row[k] or 0) for k in ("n", "p50", "p95", "p99")}
+                return await latency_percentiles(conn)
             finally:
                 await conn.close()
 

@@ -49,7 +49,14 @@ class WorkerSettings(Section):
     )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=30_000,
-        description="Longest the broker holds a fetch that found no new records (Faust: 1500)",
+        description="Longest the broker holds a fetch that found less than FIELDSTREAM_WORKER_FETCH_MIN_BYTES "
+                    "(Faust: 1500)",
+    )
+    fetch_min_bytes: int = Field(
+        64 * 1024, ge=1,
+        description="Bytes the broker gathers before it answers a fetch, waiting at most "
+                    "FIELDSTREAM_WORKER_FETCH_MAX_WAIT_MS (aiokafka: 1, an answer per new record): a live "
+                    "stream is fetched in fewer, fuller answers",
     )
 
     @property

@@ -38,8 +38,9 @@ def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 
 class FieldstreamApp(faust.App):
-    # The worker setting (create_app sets it), read by the consumer thread (streams/consumer.py).
+    # The worker settings (create_app sets them), read by the consumer thread (streams/consumer.py).
     fetch_max_wait_ms: int = WorkerSettings.model_fields["fetch_max_wait_ms"].default
+    fetch_min_bytes: int = WorkerSettings.model_fields["fetch_min_bytes"].default
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> faust.App:
         logging_config=worker_logging_config(w.json_logs),
     )
     app.fetch_max_wait_ms = w.fetch_max_wait_ms
+    app.fetch_min_bytes = w.fetch_min_bytes
     return app
 
 

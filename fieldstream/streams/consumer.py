@@ -16,6 +16,10 @@ records are still buffered, so a fetch of only the partitions without new data
 (Faust's one-partition leader topic, always empty) holds back the busy ones for
 those 1.5 s: at a steady 1,400 readings/s the stream went in 1.7 s steps
 (readings waited 1.3 s on average). The worker's fetch wait is its own setting.
+So is the least a fetch gathers: aiokafka asks for 1 byte, so the broker answers a live
+stream of small messages as soon as any record arrives, a request and a response to parse
+every few records; with 64 KiB a worker fed 1,000 readings/s live used 15 % less CPU
+(docs/BENCHMARKS.md, "Live worker").
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ class PromptFetchThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Read by the fetcher aiokafka creates when the consumer starts (no public setter).
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # FieldstreamApp's worker setting
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # FieldstreamApp's worker settings
+        consumer._fetch_min_bytes = self.app.fetch_min_bytes
         return consumer
 
 

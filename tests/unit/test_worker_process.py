@@ -65,16 +65,17 @@ def test_the_consumer_never_counts_a_jump_in_readings_offsets_as_acknowledged(tm
     assert consumer._gap[changelog]
 
 
-def test_the_consumer_asks_the_broker_to_hold_an_empty_fetch_only_as_long_as_the_setting(tmp_path: Path) -> None:
-    settings = Settings(worker=WorkerSettings(data_dir=tmp_path, fetch_max_wait_ms=75))
+def test_the_consumer_asks_the_broker_for_fetches_as_the_settings_say(tmp_path: Path) -> None:
+    settings = Settings(worker=WorkerSettings(data_dir=tmp_path, fetch_max_wait_ms=75, fetch_min_bytes=4096))
     app = build_app(settings)
 
-    async def created() -> int:
+    async def created() -> tuple[int, int]:
         thread = app.consumer._new_consumer_thread()
         consumer = thread._create_worker_consumer(app.transport)  # what the thread starts with
         try:
-            return consumer._fetch_max_wait_ms
+            return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
         finally:
             await consumer.stop()
 
-    assert asyncio.run(created()) == 75  # Faust's own consumer would ask for 1500
+    # Faust's own consumer would ask for 1500 ms and 1 byte (an answer per new record)
+    assert asyncio.run(created()) == (75, 4096)
