@@ -27,7 +27,7 @@ class WindowSettings(Section):
     )
     learn_interval: bool = Field(True, description="Learn a device's interval from its median spacing")
     interval_samples: int = Field(16, ge=1, description="Recent spacings kept per device to learn its interval")
-    exact_values: int = Field(256, ge=1, description="Values kept exactly per metric per pane; beyond, a sketch")
+    exact_values: int = Field(256, ge=1, description="Readings a pane keeps exactly; beyond, a sketch per metric")
     sketch_relative_accuracy: float = Field(0.01, gt=0, lt=1, description="DDSketch relative error of median, p95")
     sketch_max_bins: int = Field(1024, ge=16, description="Most DDSketch bins per sign")
     seq_runs: int = Field(16, ge=1, description="Runs of counted seqs kept per device to recognise replays")

@@ -32,6 +32,7 @@ nothing, so replays after a crash are harmless.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +45,7 @@ from fieldstream.schemas.reading import Reading
 from fieldstream.windows import seqs
 from fieldstream.windows.clock import US_PER_S, from_us, seconds_to_us, to_us
 from fieldstream.windows.geo import track_length_m
-from fieldstream.windows.measures import MeasureConfig, add_value, summarize
+from fieldstream.windows.measures import MeasureConfig, Summary, summarize_exact, summarize_sketched
 from fieldstream.windows.sketch import Mapping
 from fieldstream.windows.specs import WindowSpec, pane_seconds, parse_specs
 from fieldstream.windows.state import DeviceWindows, Pane
@@ -208,14 +209,10 @@ class WindowEngine:
         return AddResult(Outcome.ACCEPTED, (), closed) if closed else _ACCEPTED
 
     def _count(self, state: DeviceWindows, pane: Pane, reading: Reading, t: int, seq: int) -> None:
-        accs = pane.accs
-        for name, value in reading.metrics.items():
-            if not isfinite(value):  # validation drops these; never let one poison a window
-                continue
-            i = state.metric_index(name)
-            if i >= len(accs):
-                accs.extend([None] * (i + 1 - len(accs)))
-            accs[i] = add_value(accs[i], t, seq, value, self.measures)
+        index = state.metric_index
+        # Validation drops non-finite values; never let one poison a window.
+        pane.add(t, seq, {index(name): value for name, value in reading.metrics.items() if isfinite(value)},
+                 self.measures)
         point = _location(reading)
         if point is not None:
             pane.add_location(t, seq, point[0], point[1])
@@ -295,11 +292,11 @@ class WindowEngine:
         expected = max(1, floor(spec.size_s / self.expected_interval_s(state) + 0.5))
         distance = _distance(panes)
         records = []
+        exact = all(p.sketches is None for p in panes)
         for i, metric in enumerate(state.metrics):
-            parts = [p.accs[i] for p in panes if i < len(p.accs) and p.accs[i] is not None]
-            if not parts:
+            m = summarize(panes, i, self.measures, exact)
+            if m is None:
                 continue
-            m = summarize(parts, self.measures)
             records.append({
                 "device_id": state.device_id,
                 "device_type": state.device_type,
@@ -382,6 +379,43 @@ def _location(reading: Reading) -> tuple[float, float] | None:
     if lat is not None and lon is not None and isfinite(lat) and isfinite(lon):
         return lat, lon
     return None
+
+
+def summarize(panes: Sequence[Pane], i: int, config: MeasureConfig, exact: bool | None = None) -> Summary | None:
+    """Metric i's measures over these panes (a window's); None when none holds a value of it.
+    `exact`: whether no pane is sketched, if the caller knows."""
+    if exact is None:
+        exact = all(pane.sketches is None for pane in panes)
+    return _summary_exact(panes, i) if exact else _summary_sketched(panes, i, config)
+
+
+def _summary_exact(panes: Sequence[Pane], i: int) -> Summary | None:
+    """Metric i over a window whose panes are all exact; None when none holds a value of it."""
+    values = array("d")
+    first = last = None
+    for pane in panes:
+        column = pane.column(i)
+        if column is not None:
+            values += column
+            first = first or pane
+            last = pane
+    if first is None or last is None:
+        return None
+    ends = first.ends(i) if first is last else first.ends(i)[:3] + last.ends(i)[3:]
+    return summarize_exact(values.tolist(), ends)
+
+
+def _summary_sketched(panes: Sequence[Pane], i: int, config: MeasureConfig) -> Summary | None:
+    """Metric i over a window with a sketched pane: every pane's part merged into one sketch."""
+    parts = []
+    for pane in panes:
+        if pane.sketches is None:
+            column = pane.column(i)
+            if column is not None:
+                parts.append((column, pane.ends(i)))
+        elif i < len(pane.sketches) and (part := pane.sketches[i]) is not None:
+            parts.append(part)
+    return summarize_sketched(parts, config.mapping) if parts else None
 
 
 def _distance(panes: list[Pane]) -> float | None:

@@ -1,20 +1,16 @@
-"""One metric's accumulator over one pane, and a window's measures merged from panes.
+"""One metric's measures over a window, from its panes' values.
 
-Memory is what matters here (10,000 devices × ~4 metrics × ~6 live panes), so
-the common accumulator, `Exact`, is a single flat `array('d')`:
+Memory is what matters here (10,000 devices × ~4 metrics × ~6 live panes). A pane
+keeps its readings exactly as one flat `array('d')` of rows (state.Pane), and a
+window's measures of one metric are computed at close time from the values of that
+metric's column and its first and last reading by event time (ties broken by seq),
+so the arrival order never changes a result: sums with `math.fsum` (correctly
+rounded), variance two-pass, median and p95 from the sorted values.
 
-    [first_t, first_seq, first_v, last_t, last_seq, last_v, v1, v2, ...]
-
-times in µs and seqs as doubles (exact below 2**53). First and last are by event
-time, ties broken by seq, so the arrival order never changes a result. With the
-values themselves kept, every measure of a merged window is computed exactly at
-close time, and order-independently: sums with `math.fsum` (correctly rounded),
-variance two-pass, median and p95 from the sorted values.
-
-Past `exact_values` values in one pane, the accumulator becomes a `Sketched`:
-streaming moments (count, Neumaier-compensated sum, Welford mean and M2 merged
-with Chan's formula, min, max) plus a DDSketch for median and p95 (relative error
-≤ α on the value of rank ⌊q·(n−1)⌋, see `sketch`). A window with any sketched
+Past `exact_values` readings in one pane, the pane keeps per metric a `Sketched`
+instead: streaming moments (count, Neumaier-compensated sum, Welford mean and M2
+merged with Chan's formula, min, max) plus a DDSketch for median and p95 (relative
+error ≤ α on the value of rank ⌊q·(n−1)⌋, see `sketch`). A window with any sketched
 pane is summarised that way; otherwise it is exact.
 
 Quantile definitions on the exact path: the median is the middle value, or the
@@ -34,13 +30,15 @@ from typing import NamedTuple
 
 from fieldstream.windows.sketch import DDSketch, Mapping
 
-HEADER = 6  # first_t, first_seq, first_v, last_t, last_seq, last_v
-
 
 @dataclass(frozen=True, slots=True)
 class MeasureConfig:
-    exact_values: int = 256  # values kept exactly per metric per pane
+    exact_values: int = 256  # readings kept exactly per pane
     mapping: Mapping = Mapping()
+
+
+# A metric's first and last reading by (event time, seq): (first_t, first_seq, first_v, last_t, last_seq, last_v).
+Ends = Sequence[float]
 
 
 def _update_ends(ends: array, t: float, seq: float, value: float) -> None:
@@ -48,32 +46,6 @@ def _update_ends(ends: array, t: float, seq: float, value: float) -> None:
         ends[0], ends[1], ends[2] = t, seq, value
     if t > ends[3] or (t == ends[3] and seq > ends[4]):
         ends[3], ends[4], ends[5] = t, seq, value
-
-
-class Exact(array):
-    """A pane's values of one metric, kept exactly after a 6-double first/last header."""
-
-    __slots__ = ()
-
-    def __new__(cls, t: int, seq: int, value: float) -> Exact:
-        return super().__new__(cls, "d", (t, seq, value, t, seq, value, value))
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Exact:
-        acc = array.__new__(cls, "d")
-        acc.frombytes(data)
-        return acc
-
-    @property
-    def count(self) -> int:
-        return len(self) - HEADER
-
-    def values(self) -> list[float]:
-        return self.tolist()[HEADER:]
-
-    def add(self, t: int, seq: int, value: float) -> None:
-        _update_ends(self, t, seq, value)
-        self.append(value)
 
 
 class Sketched:
@@ -102,10 +74,10 @@ class Sketched:
         self.ends.frombytes(ends)
 
     @classmethod
-    def from_exact(cls, acc: Exact, mapping: Mapping) -> Sketched:
+    def from_values(cls, values: Sequence[float], ends: Ends, mapping: Mapping) -> Sketched:
+        """A sketch of exactly kept values, with their first and last reading."""
         out = cls()
-        out.ends = array("d", acc[:HEADER])
-        values = acc.values()
+        out.ends = array("d", ends)
         for value in values:
             out.sketch.add(value, mapping)
         out.count = len(values)
@@ -145,22 +117,6 @@ class Sketched:
         self.sketch.merge(other.sketch, mapping)
 
 
-Accumulator = Exact | Sketched
-
-
-def add_value(acc: Accumulator | None, t: int, seq: int, value: float, config: MeasureConfig) -> Accumulator:
-    """Add one value; returns the accumulator to keep (new, or converted to a sketch)."""
-    if acc is None:
-        return Exact(t, seq, value)
-    if isinstance(acc, Exact):
-        if acc.count < config.exact_values:
-            acc.add(t, seq, value)
-            return acc
-        acc = Sketched.from_exact(acc, config.mapping)
-    acc.add(t, seq, value, config.mapping)
-    return acc
-
-
 class Summary(NamedTuple):  # a tuple: built once per aggregate, a dataclass's __init__ cost more
     count: int
     sum: float
@@ -188,28 +144,17 @@ class Summary(NamedTuple):  # a tuple: built once per aggregate, a dataclass's _
         return (self.last_value - self.first_value) / seconds if seconds > 0 else 0.0
 
 
-def summarize(parts: Sequence[Accumulator], config: MeasureConfig) -> Summary:
-    """The measures of the union of `parts` (a window's panes of one metric)."""
-    if not parts:
-        raise ValueError("no accumulators to summarize")
-    ends = array("d", parts[0][:HEADER] if isinstance(parts[0], Exact) else parts[0].ends)
-    for part in parts[1:]:
-        head = part if isinstance(part, Exact) else part.ends
-        _update_ends(ends, head[0], head[1], head[2])
-        _update_ends(ends, head[3], head[4], head[5])
-    if all(type(part) is Exact for part in parts):
-        values = array("d")
-        for part in parts:
-            values += part[HEADER:]
-        return _summarize_exact(values.tolist(), ends)
+def summarize_sketched(parts: Sequence[Sketched | tuple[Sequence[float], Ends]], mapping: Mapping) -> Summary:
+    """The measures of a window's panes of one metric when some are sketched: each part a
+    `Sketched`, or a pane's exact (values, ends)."""
     merged = Sketched()
     for part in parts:
-        merged.merge(part if isinstance(part, Sketched) else Sketched.from_exact(part, config.mapping),
-                     config.mapping)
-    return _summarize_sketched(merged, ends, config.mapping)
+        merged.merge(part if isinstance(part, Sketched) else Sketched.from_values(part[0], part[1], mapping), mapping)
+    return _summarize_sketched(merged, mapping)
 
 
-def _summarize_exact(values: list[float], ends: array) -> Summary:
+def summarize_exact(values: list[float], ends: Ends) -> Summary:
+    """The measures of a window's values of one metric, kept exactly (`values` is sorted in place)."""
     values.sort()
     n = len(values)
     total = fsum(values)
@@ -224,7 +169,8 @@ def _summarize_exact(values: list[float], ends: array) -> Summary:
     )
 
 
-def _summarize_sketched(acc: Sketched, ends: array, mapping: Mapping) -> Summary:
+def _summarize_sketched(acc: Sketched, mapping: Mapping) -> Summary:
+    ends = acc.ends
     variance = max(acc.m2 / acc.count, 0.0)
 
     def quantile(q: float) -> float:

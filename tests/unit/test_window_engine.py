@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from array import array
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -182,11 +183,42 @@ def test_a_state_pickled_before_deferred_emission_existed_loads_with_everything_
         engine: WindowEngine) -> None:
     state = engine.new_state("dev-1")
     feed(engine, state, [5, 15, 75])
-    old_layout = state.__getstate__()[:-1]  # format 1 had no emitted_to
+    old_layout = as_format_2(state)[:-1]  # format 1 had no emitted_to
     loaded = DeviceWindows.__new__(DeviceWindows)
     loaded.__setstate__((1, *old_layout[1:]))
     assert loaded.emitted_to == loaded.closed_to == state.closed_to
     assert not engine.unemitted(loaded)
+
+
+def as_format_2(state: DeviceWindows) -> tuple:
+    """The state as format 2 pickled it: per pane and metric, an array [first_t, first_seq, first_v,
+    last_t, last_seq, last_v, values...] as bytes (exact panes only)."""
+    assert all(pane.sketches is None for pane in state.panes.values())
+    panes = tuple(
+        (key, (pane.seqs.tobytes(),
+               tuple(None if (values := pane.column(i)) is None else array("d", [*pane.ends(i), *values]).tobytes()
+                     for i in range(pane.width)),
+               None if pane.locations is None else pane.locations.tobytes()))
+        for key, pane in state.panes.items())
+    now = state.__getstate__()
+    return (2, *now[1:9], panes, now[10])
+
+
+def test_a_state_pickled_in_format_2_gives_the_same_aggregates_after_a_restart() -> None:
+    events = generate(4)
+    engine = WindowEngine(parse_specs(["tumbling:60", "hopping:300:60"]), grace_s=GRACE, intervals_s=INTERVALS)
+    plain = drive(engine, events)
+    cut = len(events) // 2
+    first = drive(engine, events[:cut])
+    old = {}
+    for device_id, state in first.states.items():
+        old[device_id] = DeviceWindows.__new__(DeviceWindows)
+        old[device_id].__setstate__(as_format_2(state))
+    assert any(len(pane.rows) for state in old.values() for pane in state.panes.values())
+    after = drive(engine, events[cut:], old)
+    final = {record_key(r): r for r in first.records}
+    final.update({record_key(r): r for r in after.records})
+    assert final == {record_key(r): r for r in plain.records}
 
 
 def test_replaying_every_reading_again_changes_nothing() -> None:

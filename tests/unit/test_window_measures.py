@@ -1,4 +1,4 @@
-"""Pane accumulators and the DDSketch: order independence, merging, sketch accuracy, pickling."""
+"""Pane values and the DDSketch: order independence, merging, sketch accuracy, pickling."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import math
 import pickle
 import random
 import statistics
+from array import array
 
 import numpy as np
 import pytest
 
-from fieldstream.windows.measures import Exact, MeasureConfig, Sketched, add_value, summarize
+from fieldstream.windows.engine import summarize as summarize_metric
+from fieldstream.windows.measures import MeasureConfig, Sketched
 from fieldstream.windows.sketch import DDSketch, Mapping
+from fieldstream.windows.state import Pane, _pane_before_format_3
 
 T0 = 1_709_294_400_000_000  # µs
 
@@ -22,11 +25,15 @@ def readings(n: int, seed: int = 0) -> list[tuple[int, int, float]]:
             for i in range(n)]
 
 
-def accumulate(items, config: MeasureConfig):
-    acc = None
+def accumulate(items, config: MeasureConfig) -> Pane:
+    pane = Pane()
     for t, seq, value in items:
-        acc = add_value(acc, t, seq, value, config)
-    return acc
+        pane.add(t, seq, {0: value}, config)
+    return pane
+
+
+def summarize(panes: list[Pane], config: MeasureConfig):
+    return summarize_metric(panes, 0, config)
 
 
 @pytest.mark.parametrize("exact_values", [256, 8])
@@ -75,7 +82,7 @@ def test_sketched_panes_stay_within_the_documented_error(distribution: str) -> N
     config = MeasureConfig(exact_values=64, mapping=Mapping(0.01, 1024))
     items = [(T0 + i, i, draw()) for i in range(3000)]
     panes = [accumulate(items[i:i + 700], config) for i in range(0, len(items), 700)]
-    assert any(isinstance(p, Sketched) for p in panes)
+    assert any(p.sketches is not None for p in panes)
     m = summarize(panes, config)
     values = sorted(v for _, _, v in items)
     assert not m.exact and m.count == len(values)
@@ -120,11 +127,49 @@ def test_collapsing_keeps_the_high_quantiles_accurate() -> None:
     assert abs(sketch.quantile(0.05, mapping) - low) > 0.01 * low  # the collapsed end lost its bound
 
 
-def test_accumulators_pickle() -> None:
+def test_panes_pickle() -> None:
     config = MeasureConfig(exact_values=8)
     exact = accumulate(readings(5), config)
     sketched = accumulate(readings(50), config)
-    assert isinstance(exact, Exact) and isinstance(sketched, Sketched)
-    for acc in (exact, sketched):
-        copy = pickle.loads(pickle.dumps(acc))
-        assert summarize([copy], config) == summarize([acc], config)
+    assert exact.sketches is None and sketched.sketches is not None
+    for pane in (exact, sketched):
+        copy = pickle.loads(pickle.dumps(pane))
+        assert summarize([copy], config) == summarize([pane], config)
+
+
+def test_a_pane_keeps_metrics_a_reading_lacked_apart() -> None:
+    config = MeasureConfig()
+    pane = Pane()
+    pane.add(T0 + 2, 2, {0: 2.0, 1: 20.0}, config)
+    pane.add(T0 + 1, 1, {1: 10.0}, config)  # earlier, without metric 0
+    pane.add(T0 + 3, 3, {0: 3.0, 2: 300.0}, config)  # a metric first seen now: the rows widen
+    pane.add(T0 + 4, 4, {1: 40.0}, config)
+    first = summarize_metric([pane], 0, config)
+    assert (first.count, first.sum, first.first_value, first.last_value) == (2, 5.0, 2.0, 3.0)
+    second = summarize_metric([pane], 1, config)
+    assert (second.count, second.sum, second.first_t, second.last_t) == (3, 70.0, T0 + 1, T0 + 4)
+    third = summarize_metric([pane], 2, config)
+    assert (third.count, third.first_value, third.last_value) == (1, 300.0, 300.0)
+    assert summarize_metric([pane], 3, config) is None
+
+
+def test_a_pane_pickled_before_format_3_with_a_sketched_metric_keeps_its_exact_ones() -> None:
+    config = MeasureConfig()
+    sketched = Sketched.from_values([1.0, 2.0, 3.0], (T0, 1, 1.0, T0 + 2, 3, 3.0), config.mapping)
+    exact = array("d", [T0, 1, 10.0, T0 + 2, 3, 30.0, 10.0, 20.0, 30.0]).tobytes()
+    pane = _pane_before_format_3((array("q", [1, 2, 3]).tobytes(), (sketched, exact), None))
+    assert summarize_metric([pane], 0, config).count == 3
+    pane.add(T0 + 5, 4, {1: 40.0}, config)
+    m = summarize_metric([pane], 1, config)
+    assert (m.count, m.sum, m.first_value, m.last_value, m.exact) == (4, 100.0, 10.0, 40.0, False)
+
+
+def test_a_pane_turns_to_sketches_past_its_exact_readings_and_loses_no_metric() -> None:
+    config = MeasureConfig(exact_values=4)
+    pane = Pane()
+    for seq in range(10):
+        pane.add(T0 + seq, seq, {0: float(seq), 1: 100.0 + seq} if seq % 2 else {0: float(seq)}, config)
+    assert pane.sketches is not None and not pane.rows
+    m0, m1 = summarize_metric([pane], 0, config), summarize_metric([pane], 1, config)
+    assert (m0.count, m0.sum, m0.first_value, m0.last_value) == (10, 45.0, 0.0, 9.0)
+    assert (m1.count, m1.sum, m1.first_t, m1.last_t) == (5, 525.0, T0 + 1, T0 + 9)
