@@ -9,19 +9,28 @@ Parquet, commits) fed live by `--devices` devices at `--rate` readings/s in all 
 10,000 devices every 10 s, is the simulator's fleet size at its usual interval), with event
 time = send time, for `--minutes`. Every `--report-min` minutes it reports the worker's
 resident size, its peak so far, what it wrote in that stretch, its consumer lag, the devices
-with closed windows waiting and the Parquet bytes buffered; at the end, end-to-end latency
-(reading time → committed in PostgreSQL) over the whole run, from the rows themselves.
+with closed windows waiting, the Parquet bytes buffered and the end-to-end latency (reading
+time → committed in PostgreSQL, from the rows themselves) of the readings sent in that
+stretch; at the end, the latency over the whole run. The bench's own producer runs on the
+same machine: at a rate near the machine's capacity it competes with the worker, Kafka and
+PostgreSQL for the cores, which shows in the latency first.
+
+--variant runs one soak per set of worker settings, one after the other, e.g.
+
+    python bench/soak.py --minutes 4 --report-min 1 --variant FIELDSTREAM_WORKER_FETCH_MIN_BYTES=1 --variant ''
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -70,19 +79,28 @@ def sample(workers: Workers, started: float) -> Sample:
     )
 
 
-def report_rows(samples: list[Sample]) -> list[list[str]]:
-    rows, last = [], None
-    for s in samples:
-        if last is None:
-            last = s
-            continue
+def report_rows(samples: list[Sample], latency: dict[int, tuple[float, float]]) -> list[list[str]]:
+    """A row per report interval; `latency`: (p50, p99) of the readings sent in interval k (from 0)."""
+    rows = []
+    for k, (last, s) in enumerate(zip(samples, samples[1:], strict=False)):
         minutes = s.minute - last.minute
         written = s.readings_out - last.readings_out
+        p50, p99 = latency.get(k, (math.nan, math.nan))
         rows.append([f"{s.minute:.0f}", f"{s.rss_mb:.0f}", f"{s.peak_mb:.0f}", fmt_int(written / minutes / 60),
                      f"{(s.cpu_s - last.cpu_s) / max(written, 1) * 1e6:.0f}", fmt_int(s.lag),
-                     fmt_int(s.windows_waiting), f"{s.parquet_mb:.1f}"])
-        last = s
+                     fmt_int(s.windows_waiting), f"{s.parquet_mb:.1f}", f"{p50:.2f}", f"{p99:.2f}"])
     return rows
+
+
+async def latency_by_interval(conn: asyncpg.Connection, since: datetime,
+                              seconds: float) -> dict[int, tuple[float, float]]:
+    """(p50, p99) end-to-end latency of the readings sent in each `seconds` since `since`."""
+    rows = await conn.fetch(
+        "SELECT floor(extract(epoch FROM event_time - $1) / $2)::int AS k, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) AS p50, "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - event_time)) AS p99 "
+        "FROM readings GROUP BY 1 ORDER BY 1", since, seconds)
+    return {r["k"]: (r["p50"], r["p99"]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class SoakResult:
     final: Sample
     offered: int
     latency: dict[str, float]
+    latency_by_row: dict[int, tuple[float, float]]
 
 
 def soak(settings, args: argparse.Namespace, extra_env: dict[str, str]) -> SoakResult:
@@ -104,7 +123,7 @@ def soak(settings, args: argparse.Namespace, extra_env: dict[str, str]) -> SoakR
     samples: list[Sample] = []
     try:
         time.sleep(15)  # start-up and first assignment
-        started = time.monotonic()
+        started, started_at = time.monotonic(), datetime.now(UTC)
         samples.append(sample(workers, started))
         with OfferedLoad(settings, topic, args.rate, args.devices) as load:
             next_report = args.report_min
@@ -122,14 +141,15 @@ def soak(settings, args: argparse.Namespace, extra_env: dict[str, str]) -> SoakR
         time.sleep(10)  # the last readings reach PostgreSQL
         final = sample(workers, started)
 
-        async def percentiles() -> dict[str, float]:
+        async def percentiles() -> tuple[dict[str, float], dict[int, tuple[float, float]]]:
             conn = await asyncpg.connect(**settings.pg.connect_kwargs(database=database))
             try:
-                return await latency_percentiles(conn)
+                return (await latency_percentiles(conn),
+                        await latency_by_interval(conn, started_at, args.report_min * 60))
             finally:
                 await conn.close()
 
-        return SoakResult(samples, final, load.sent, asyncio.run(percentiles()))
+        return SoakResult(samples, final, load.sent, *asyncio.run(percentiles()))
     finally:
         workers.stop()
         forget_run(settings, database, app_id, topic)
@@ -139,7 +159,8 @@ def soak(settings, args: argparse.Namespace, extra_env: dict[str, str]) -> SoakR
 def describe(result: SoakResult, args: argparse.Namespace, variant: str) -> str:
     table = markdown_table(
         ["minute", "RSS MB", "peak RSS MB", "readings/s written", "CPU µs / reading", "consumer lag",
-         "devices with windows waiting", "Parquet buffered MB"], report_rows(result.samples))
+         "devices with windows waiting", "Parquet buffered MB", "latency p50 s", "latency p99 s"],
+        report_rows(result.samples, result.latency_by_row))
     early = [s.rss_mb for s in result.samples if 0 < s.minute <= 2 * args.report_min + 1e-6]
     lat, final = result.latency, result.final
     return (f"One worker{f' ({variant})' if variant else ''} fed live by {args.devices:,} devices, "
