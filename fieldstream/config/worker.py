@@ -53,10 +53,10 @@ class WorkerSettings(Section):
                     "(Faust: 1500)",
     )
     fetch_min_bytes: int = Field(
-        64 * 1024, ge=1,
+        1, ge=1,
         description="Bytes the broker gathers before it answers a fetch, waiting at most "
-                    "FIELDSTREAM_WORKER_FETCH_MAX_WAIT_MS (aiokafka: 1, an answer per new record): a live "
-                    "stream is fetched in fewer, fuller answers",
+                    "FIELDSTREAM_WORKER_FETCH_MAX_WAIT_MS. 65536: a live worker used 15 % less CPU, but two "
+                    "workers catching up on a backlog read 7-11 % slower (docs/OPERATIONS.md)",
     )
 
     @property

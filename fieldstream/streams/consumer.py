@@ -16,10 +16,10 @@ records are still buffered, so a fetch of only the partitions without new data
 (Faust's one-partition leader topic, always empty) holds back the busy ones for
 those 1.5 s: at a steady 1,400 readings/s the stream went in 1.7 s steps
 (readings waited 1.3 s on average). The worker's fetch wait is its own setting.
-So is the least a fetch gathers: aiokafka asks for 1 byte, so the broker answers a live
-stream of small messages as soon as any record arrives, a request and a response to parse
-every few records; with 64 KiB a worker fed 1,000 readings/s live used 15 % less CPU
-(docs/BENCHMARKS.md, "Live worker").
+So is the least a fetch gathers (aiokafka's 1 byte by default): more lets the broker answer
+a live stream of small messages in fewer, fuller fetches (a live worker used 15 % less CPU
+with 64 KiB), but slowed two workers catching up on a backlog by 7-11 % (docs/BENCHMARKS.md,
+"A live worker, fetches that gather").
 """
 
 from __future__ import annotations
