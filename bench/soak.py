@@ -17,7 +17,7 @@ PostgreSQL for the cores, which shows in the latency first.
 
 --variant runs one soak per set of worker settings, one after the other, e.g.
 
-    python bench/soak.py --minutes 4 --report-min 1 --variant FIELDSTREAM_WORKER_FETCH_MIN_BYTES=1 --variant ''
+    python bench/soak.py --minutes 4 --report-min 1 --variant FIELDSTREAM_WORKER_FETCH_MIN_BYTES=65536 --variant ''
 """
 
 from __future__ import annotations
