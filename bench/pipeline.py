@@ -80,9 +80,10 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_peak_rss_mb(pid: int) -> float:
+def proc_status_mb(pid: int, key: str) -> float:
+    """A size from /proc/PID/status in MB: VmRSS (resident now), VmHWM (its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -169,7 +170,7 @@ def run_pipeline(settings, topic: str, n: int, k: int, label: str, workdir: Path
             raise RuntimeError(f"{label}: only {done:.0f} of {n} readings within {timeout_s:.0f}s")
         seconds = marks[0.9] - marks[0.1]
         cpu = sum(proc_cpu_s(p.pid) for p in workers.procs)
-        rss = max(proc_peak_rss_mb(p.pid) for p in workers.procs)
+        rss = max(proc_status_mb(p.pid, "VmHWM") for p in workers.procs)
         return RunResult(label, k, n, seconds, 0.8 * n / seconds, cpu / n * 1e6, rss)
     finally:
         workers.stop()

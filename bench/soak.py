@@ -38,7 +38,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import delete_topics_starting, exit_on_sigterm, fmt_int, markdown_table, record  # noqa: E402
 from pipeline import (  # noqa: E402
-    OfferedLoad, Workers, _admin, forget_run, latency_percentiles, proc_cpu_s, proc_peak_rss_mb, scrape, settings_of,
+    OfferedLoad, Workers, _admin, forget_run, latency_percentiles, proc_cpu_s, proc_status_mb, scrape, settings_of,
     worker_env,
 )
 from preload import preload  # noqa: E402
@@ -58,19 +58,12 @@ class Sample:
     parquet_mb: float
 
 
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def sample(workers: Workers, started: float) -> Sample:
     pid, port = workers.procs[0].pid, workers.ports[0]
     return Sample(
         minute=(time.monotonic() - started) / 60,
-        rss_mb=proc_rss_mb(pid),
-        peak_mb=proc_peak_rss_mb(pid),
+        rss_mb=proc_status_mb(pid, "VmRSS"),
+        peak_mb=proc_status_mb(pid, "VmHWM"),
         readings_out=scrape(port, "fieldstream_readings_out_total"),
         cpu_s=proc_cpu_s(pid),
         lag=scrape(port, "fieldstream_consumer_lag"),

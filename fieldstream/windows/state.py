@@ -89,8 +89,8 @@ class Pane:
                     sketch = sketches[i] = Sketched.from_values(*sketch, config.mapping)
                 sketch.add(t, seq, value, config.mapping)
             return
-        if values and max(values) >= self.width:
-            self._widen(max(values) + 1)
+        if values and (widest := max(values)) >= self.width:
+            self._widen(widest + 1)
         stride = 2 + self.width
         row = [NAN] * stride
         row[0], row[1] = t, seq
